@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Benchmark: keyfleet's daemon against redis_exporter on the same engine node, same run.
+
+Measures, for each of the two processes scraping one engine:
+  - /metrics latency (median, p90) over N scrapes, interleaved so both see the same load;
+  - CPU time per scrape (utime+stime from /proc, divided by the scrapes);
+  - resident memory idle (before any scrape) and after the scrapes.
+Also measures keyfleet's start-to-READY=1 (sd_notify) with the engine already up.
+
+Usage: bench/metrics_bench.py [--scrapes N] [--keyfleet target/release/keyfleet]
+Engine: $KEYFLEET_KEYDB_SERVER if set, else redis-server. Exporter: prometheus-redis-exporter
+(Debian) or redis_exporter on PATH. Everything listens on 127.0.0.1 ports picked here.
+"""
+import argparse, http.client, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+def wait_port(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    sys.exit(f"nothing listening on {port}")
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+def scrape(port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    t = time.perf_counter()
+    c.request("GET", "/metrics")
+    body = c.getresponse().read()
+    dt = time.perf_counter() - t
+    c.close()
+    return dt, len(body)
+
+def ready_time(keyfleet, config, runs):
+    times = []
+    for _ in range(runs):
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "notify.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(path)
+        s.settimeout(10)
+        t = time.perf_counter()
+        p = subprocess.Popen([keyfleet, "daemon", "--config", config], env={**os.environ, "NOTIFY_SOCKET": path},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while b"READY=1" not in s.recv(4096):
+            pass
+        times.append(time.perf_counter() - t)
+        p.terminate(); p.wait(); s.close(); shutil.rmtree(d)
+    return times
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scrapes", type=int, default=500)
+    ap.add_argument("--keyfleet", default="target/release/keyfleet")
+    args = ap.parse_args()
+    engine = os.environ.get("KEYFLEET_KEYDB_SERVER") or shutil.which("redis-server")
+    exporter = shutil.which("prometheus-redis-exporter") or shutil.which("redis_exporter")
+    if not engine or not exporter:
+        sys.exit("needs an engine (KEYFLEET_KEYDB_SERVER or redis-server) and prometheus-redis-exporter")
+    kind = "keydb" if os.environ.get("KEYFLEET_KEYDB_SERVER") else "redis"
+    work = tempfile.mkdtemp()
+    eport, kport, xport = free_port(), free_port(), free_port()
+    procs = []
+    try:
+        procs.append(subprocess.Popen([engine, "--port", str(eport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                      stdout=subprocess.DEVNULL))
+        wait_port(eport)
+        # A realistic small data set: 10k keys in two databases.
+        subprocess.run(["redis-cli", "-p", str(eport), "DEBUG", "POPULATE", "10000"], check=True, stdout=subprocess.DEVNULL)
+        config = os.path.join(work, "node.toml")
+        with open(config, "w") as f:
+            f.write(f'node_name = "bench"\n[engine]\nkind = "{kind}"\nport = {eport}\n[api]\nlisten = "127.0.0.1:{kport}"\n')
+        ready = ready_time(args.keyfleet, config, 20)
+        kf = subprocess.Popen([args.keyfleet, "daemon", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ex = subprocess.Popen([exporter, "-redis.addr", f"redis://127.0.0.1:{eport}", "-web.listen-address", f"127.0.0.1:{xport}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs += [kf, ex]
+        wait_port(kport); wait_port(xport)
+        time.sleep(1.0)
+        idle = {"keyfleet": rss_kib(kf.pid), "redis_exporter": rss_kib(ex.pid)}
+        for _ in range(20):  # warm-up, not measured
+            scrape(kport); scrape(xport)
+        lat = {"keyfleet": [], "redis_exporter": []}
+        size = {}
+        cpu0 = {"keyfleet": cpu_seconds(kf.pid), "redis_exporter": cpu_seconds(ex.pid)}
+        for _ in range(args.scrapes):
+            for name, port in (("keyfleet", kport), ("redis_exporter", xport)):
+                dt, n = scrape(port)
+                lat[name].append(dt)
+                size[name] = n
+        cpu = {"keyfleet": cpu_seconds(kf.pid) - cpu0["keyfleet"], "redis_exporter": cpu_seconds(ex.pid) - cpu0["redis_exporter"]}
+        after = {"keyfleet": rss_kib(kf.pid), "redis_exporter": rss_kib(ex.pid)}
+        print(f"engine: {engine} ({kind}), {args.scrapes} scrapes each, interleaved")
+        print(f"{'':16}{'median ms':>10}{'p90 ms':>9}{'CPU ms/scrape':>15}{'RSS idle MiB':>14}{'RSS after MiB':>15}{'body KiB':>10}")
+        for name in lat:
+            q = statistics.quantiles(lat[name], n=10)
+            print(f"{name:16}{statistics.median(lat[name])*1e3:>10.3f}{q[8]*1e3:>9.3f}{cpu[name]/args.scrapes*1e3:>15.3f}"
+                  f"{idle[name]/1024:>14.1f}{after[name]/1024:>15.1f}{size[name]/1024:>10.1f}")
+        r = lambda k, d: d["keyfleet"] / d["redis_exporter"]
+        print(f"ratios keyfleet/redis_exporter: median latency {statistics.median(lat['keyfleet'])/statistics.median(lat['redis_exporter']):.2f}, "
+              f"CPU per scrape {r(0, cpu):.2f}, idle RSS {r(0, idle):.2f}")
+        print(f"keyfleet start to READY=1 (engine up, 20 runs): median {statistics.median(ready)*1e3:.1f} ms, max {max(ready)*1e3:.1f} ms")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+# What every example node shares: the fleet, the secrets, a stand-in for the hardware.
+#
+# Secrets are paths to files that sops-nix or agenix decrypt at activation into
+# /run/secrets (for sops-nix: sops.secrets."keyfleet/engine-password" = { }; and so on).
+# Nothing here holds a secret; the modules hand the files to the services with
+# LoadCredential=. Each file holds one value made by `openssl rand -base64 32`; the API
+# token and the replication password are the same on every node.
+{ config, lib, ... }:
+
+let
+  # name -> the address the other nodes reach it at
+  fleet = {
+    node1 = "192.168.1.11";
+    node2 = "192.168.1.12";
+    node3 = "192.168.1.13";
+  };
+  # Where Prometheus runs (node1 here); it scrapes every node's API.
+  monitoringHost = fleet.node1;
+
+  name = config.services.keyfleet.nodeName;
+  address = fleet.${name};
+in
+{
+  services.keyfleet = {
+    enable = true;
+    # nodeName defaults to networking.hostName, set by each node's file.
+
+    peers = lib.mapAttrsToList (peer: peerAddress: {
+      name = peer;
+      address = peerAddress;
+    }) (removeAttrs fleet [ name ]);
+
+    engine = {
+      bind = "${address} 127.0.0.1";
+      maxmemory = "4GiB";
+      maxmemoryPolicy = "noeviction";
+      serverThreads = 2;
+      memoryMax = "6G";
+      cpuQuota = "200%";
+      passwordFile = "/run/secrets/keyfleet/engine-password";
+      replication.passwordFile = "/run/secrets/keyfleet/replication-password";
+      users.app.passwordFile = "/run/secrets/keyfleet/app-password";
+      # The application servers.
+      allowedSources = [ "192.168.1.30" ];
+    };
+
+    api = {
+      listenAddress = address;
+      tokenFile = "/run/secrets/keyfleet/api-token";
+      allowedSources = lib.optional (address != monitoringHost) monitoringHost;
+    };
+  };
+
+  # Stand-ins for the real hardware configuration, so that the system builds.
+  boot.loader.grub.device = "/dev/sda";
+  fileSystems."/" = {
+    device = "/dev/disk/by-label/nixos";
+    fsType = "ext4";
+  };
+  networking.useDHCP = false;
+  networking.interfaces.eth0.ipv4.addresses = [
+    {
+      inherit address;
+      prefixLength = 24;
+    }
+  ];
+  services.openssh.enable = true;
+
+  system.stateVersion = "25.11";
+}

@@ -1,0 +1,10 @@
+# Every keyfleet NixOS module. The flake's nixosModules.default also adds the overlay that
+# provides pkgs.keyfleet and pkgs.keydb; import this file directly when pkgs has them.
+{
+  imports = [
+    ./keyfleet.nix
+    ./keydb.nix
+    ./firewall.nix
+    ./monitoring.nix
+  ];
+}

@@ -1,0 +1,258 @@
+# services.keyfleet: the node's identity, its peers, the daemon's API, and the daemon's
+# systemd service. The options become the daemon's TOML (examples/keyfleet.toml is the
+# schema) through pkgs.formats.toml; modules/keydb.nix renders the engine's config from
+# the same file, so the daemon and the engine never disagree.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  cfg = config.services.keyfleet;
+  settingsFormat = pkgs.formats.toml { };
+
+  # systemd puts each LoadCredential= file here; the daemon reads them from
+  # $CREDENTIALS_DIRECTORY, which is this directory.
+  credentialsDir = "/run/credentials/keyfleet.service";
+
+  hostPort =
+    address: port:
+    if lib.hasInfix ":" address then "[${address}]:${toString port}" else "${address}:${toString port}";
+
+  isLoopback = address: address == "::1" || address == "localhost" || lib.hasPrefix "127." address;
+
+  peerNames = map (p: p.name) cfg.peers;
+
+  peerModule = {
+    options = {
+      name = lib.mkOption {
+        type = lib.types.strMatching "[A-Za-z0-9._-]{1,63}";
+        description = "The peer's node name (its `services.keyfleet.nodeName`).";
+        example = "node2";
+      };
+      address = lib.mkOption {
+        type = lib.types.str;
+        description = ''
+          Host name or IP address where the peer's engine and API listen. An IP address is
+          best: the engine firewall rule is written for it.
+        '';
+        example = "192.168.1.12";
+      };
+      enginePort = lib.mkOption {
+        type = lib.types.port;
+        default = 6379;
+        description = "The peer's engine port.";
+      };
+      apiPort = lib.mkOption {
+        type = lib.types.port;
+        default = 9850;
+        description = "The peer's keyfleet API port.";
+      };
+    };
+  };
+in
+{
+  options.services.keyfleet = {
+    enable = lib.mkEnableOption "the keyfleet node daemon and its KeyDB engine";
+
+    package = lib.mkPackageOption pkgs "keyfleet" { };
+
+    nodeName = lib.mkOption {
+      type = lib.types.strMatching "[A-Za-z0-9._-]{1,63}";
+      default = config.networking.hostName;
+      defaultText = lib.literalExpression "config.networking.hostName";
+      description = "This node's name: unique in the fleet, and how peers and metrics refer to it.";
+    };
+
+    peers = lib.mkOption {
+      type = lib.types.listOf (lib.types.submodule peerModule);
+      default = [ ];
+      description = "Every other node of the fleet; this node is not listed.";
+      example = lib.literalExpression ''
+        [
+          { name = "node2"; address = "192.168.1.12"; }
+          { name = "node3"; address = "192.168.1.13"; }
+        ]
+      '';
+    };
+
+    api = {
+      listenAddress = lib.mkOption {
+        type = lib.types.str;
+        default = "127.0.0.1";
+        description = ''
+          Address the daemon's HTTP API listens on. Anything but loopback requires
+          {option}`services.keyfleet.api.tokenFile`.
+        '';
+      };
+      port = lib.mkOption {
+        type = lib.types.port;
+        default = 9850;
+        description = "Port of the daemon's HTTP API (and of /metrics).";
+      };
+      tokenFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.path;
+        default = null;
+        description = ''
+          File holding the bearer token the API requires and sends to peers; the same
+          token on every node. Handed to the daemon with `LoadCredential=`, never copied
+          into the Nix store.
+        '';
+        example = "/run/secrets/keyfleet-api-token";
+      };
+      allowedSources = lib.mkOption {
+        type = lib.types.listOf lib.types.str;
+        default = [ ];
+        description = ''
+          Addresses besides the peers' allowed through the firewall to the API port, such
+          as the Prometheus host. Nothing is opened while the API listens on loopback.
+        '';
+        example = [ "192.168.1.20" ];
+      };
+    };
+
+    fleet = {
+      pollInterval = lib.mkOption {
+        type = lib.types.str;
+        default = "1s";
+        description = "How often the daemon reads the local engine's INFO.";
+      };
+      peerTimeout = lib.mkOption {
+        type = lib.types.str;
+        default = "1s";
+        description = "How long /api/v1/fleet waits for one peer's daemon before listing it down.";
+      };
+    };
+
+    watchdogSec = lib.mkOption {
+      type = lib.types.str;
+      default = "30s";
+      description = ''
+        systemd restarts the daemon when it has not sent `WATCHDOG=1` for this long.
+      '';
+    };
+
+    settings = lib.mkOption {
+      type = lib.types.submodule { freeformType = settingsFormat.type; };
+      default = { };
+      description = ''
+        The daemon's configuration, written as TOML (see `examples/keyfleet.toml`). The
+        typed options above fill it in; set keys here only for what they do not cover.
+      '';
+    };
+
+    configFile = lib.mkOption {
+      type = lib.types.path;
+      readOnly = true;
+      description = "The generated TOML file the daemon and the engine renderer read.";
+    };
+  };
+
+  config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = isLoopback cfg.api.listenAddress || cfg.api.tokenFile != null;
+        message = "services.keyfleet.api.listenAddress ${cfg.api.listenAddress} is not loopback, so services.keyfleet.api.tokenFile must be set.";
+      }
+      {
+        assertion = !(lib.elem cfg.nodeName peerNames);
+        message = "services.keyfleet.peers lists ${cfg.nodeName}, this node itself; a node is not its own peer.";
+      }
+      {
+        assertion = lib.length (lib.unique peerNames) == lib.length peerNames;
+        message = "services.keyfleet.peers: every peer name must be unique (got ${lib.concatStringsSep ", " peerNames}).";
+      }
+    ];
+
+    services.keyfleet.settings = {
+      node_name = cfg.nodeName;
+      api = {
+        listen = hostPort cfg.api.listenAddress cfg.api.port;
+      }
+      // lib.optionalAttrs (cfg.api.tokenFile != null) {
+        token_file = "${credentialsDir}/api-token";
+      };
+      fleet = {
+        poll_interval = cfg.fleet.pollInterval;
+        peer_timeout = cfg.fleet.peerTimeout;
+      };
+      peers = map (p: {
+        inherit (p) name address;
+        engine_port = p.enginePort;
+        api_port = p.apiPort;
+      }) cfg.peers;
+    };
+
+    services.keyfleet.configFile = settingsFormat.generate "keyfleet-${cfg.nodeName}.toml" cfg.settings;
+
+    environment.systemPackages = [ cfg.package ];
+
+    systemd.services.keyfleet = {
+      description = "keyfleet node daemon";
+      wantedBy = [ "multi-user.target" ];
+      # Wants, not Requires: the daemon must keep running while the engine is down, to
+      # report it down.
+      wants = [
+        "network-online.target"
+        "keydb.service"
+      ];
+      after = [
+        "network-online.target"
+        "keydb.service"
+      ];
+
+      serviceConfig = {
+        Type = "notify";
+        NotifyAccess = "main";
+        WatchdogSec = cfg.watchdogSec;
+        ExecStart = "${lib.getExe cfg.package} daemon --config ${cfg.configFile}";
+        Restart = "on-failure";
+        RestartSec = "2s";
+
+        LoadCredential =
+          lib.optional (cfg.engine.passwordFile != null) "engine-password:${cfg.engine.passwordFile}"
+          ++ lib.optional (cfg.api.tokenFile != null) "api-token:${cfg.api.tokenFile}";
+
+        DynamicUser = true;
+        # The engine's unix socket is 0660 keydb:keydb in the 0750 /run/keydb.
+        SupplementaryGroups = [ "keydb" ];
+        UMask = "0077";
+
+        # Sandboxing, as nixpkgs' redis module does it; the daemon only talks over
+        # sockets and reads its credentials.
+        CapabilityBoundingSet = "";
+        NoNewPrivileges = true;
+        ProtectSystem = "strict";
+        ProtectHome = true;
+        PrivateTmp = true;
+        PrivateDevices = true;
+        ProtectClock = true;
+        ProtectHostname = true;
+        ProtectKernelLogs = true;
+        ProtectKernelModules = true;
+        ProtectKernelTunables = true;
+        ProtectControlGroups = true;
+        ProtectProc = "invisible";
+        ProcSubset = "pid";
+        RestrictAddressFamilies = [
+          "AF_INET"
+          "AF_INET6"
+          "AF_UNIX"
+        ];
+        RestrictNamespaces = true;
+        LockPersonality = true;
+        MemoryDenyWriteExecute = true;
+        RestrictRealtime = true;
+        RestrictSUIDSGID = true;
+        PrivateMounts = true;
+        SystemCallArchitectures = "native";
+        SystemCallFilter = [
+          "@system-service"
+          "~@privileged @resources"
+        ];
+      };
+    };
+  };
+}

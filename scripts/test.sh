@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test keyfleet has here: the Rust unit and integration tests (real engines
+# on loopback), then the Nix and monitoring checks. Tools that are missing are skipped
+# with a line saying so, unless KEYFLEET_REQUIRE_TOOLS=1 (CI sets it), which makes a
+# missing tool a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null && [ -z "${KEYFLEET_KEYDB_SERVER:-}" ]; then
+  if [ "${KEYFLEET_REQUIRE_TOOLS:-0}" = 1 ]; then
+    echo "test.sh: no redis-server on PATH and KEYFLEET_KEYDB_SERVER unset" >&2
+    exit 1
+  fi
+  echo "test.sh: no engine (redis-server or KEYFLEET_KEYDB_SERVER): engine tests will skip"
+fi
+
+cargo test --locked --all-targets
+bash scripts/check-monitoring.sh
+bash scripts/check-nix.sh

@@ -1,0 +1,147 @@
+//! The daemon's local HTTP API (v1). Handlers stay thin: they call `fleet` or `metrics`
+//! and translate the result; errors become JSON responses in exactly one place,
+//! `ApiError::into_response`. This module owns routing, authentication and the OpenAPI
+//! document; it must not talk to the engine or to peers itself.
+
+use crate::daemon::State;
+use crate::fleet;
+use axum::extract::{Request, State as Ax};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+/// An error answered to a client: a status, a stable snake_case code and a message
+/// that is safe to show (no secrets, no internal detail beyond what helps).
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(code = self.code, status = %self.status, "{}", self.message);
+        } else {
+            tracing::info!(code = self.code, status = %self.status, "{}", self.message);
+        }
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub fn router(state: Arc<State>) -> Router {
+    let protected = Router::new()
+        .route("/readyz", get(readyz))
+        .route("/api/v1/node", get(node))
+        .route("/api/v1/fleet", get(fleet_view))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(Ax(state): Ax<Arc<State>>) -> Response {
+    let node = fleet::local_node(&state).await;
+    let reasons = fleet::not_ready_reasons(&node);
+    if reasons.is_empty() {
+        Json(json!({"ready": true})).into_response()
+    } else {
+        let body = json!({
+            "error": {"code": "not_ready", "message": reasons.join("; ")},
+            "reasons": reasons,
+        });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn node(Ax(state): Ax<Arc<State>>) -> Response {
+    Json(fleet::local_node(&state).await).into_response()
+}
+
+async fn fleet_view(Ax(state): Ax<Arc<State>>) -> Response {
+    Json(fleet::fleet(&state).await).into_response()
+}
+
+async fn metrics(Ax(state): Ax<Arc<State>>) -> Response {
+    let body = fleet::metrics_text(&state).await;
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "route_not_found",
+        message: format!(
+            "no route {} {}; see /api/v1/openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    }
+}
+
+/// With a token configured, every route but `/healthz` wants `Authorization: Bearer`.
+async fn require_token(Ax(state): Ax<Arc<State>>, req: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "token_invalid",
+            message: "the bearer token does not match".into(),
+        }
+        .into_response(),
+        None => {
+            let mut r = ApiError {
+                status: StatusCode::UNAUTHORIZED,
+                code: "token_missing",
+                message: "this API requires `Authorization: Bearer <token>`".into(),
+            }
+            .into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+    }
+}
+
+/// Compares without an early exit, so response time does not leak the token's prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,439 @@
+//! The node configuration: one TOML file per node, its schema, defaults and validation.
+//! Owns reading the file and the secret files it names; knows nothing about HTTP or
+//! the engine protocol. Every error names the file and the key that is wrong, and
+//! `main` turns it into exit status 2.
+
+mod units;
+
+pub use units::{parse_duration, parse_size};
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration that cannot be used; `Display` names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: PathBuf, message: String },
+    #[error("{file}: `{key}`: {message}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// Which engine a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// KeyDB in active-replica multi-master mode with every peer.
+    Keydb,
+    /// Redis: one primary, the other nodes its replicas.
+    Redis,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Keydb => "keydb",
+            EngineKind::Redis => "redis",
+        }
+    }
+}
+
+/// One node's configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name, unique in the fleet.
+    pub node_name: String,
+    /// The local engine: how to reach it and how to render its config.
+    pub engine: EngineConfig,
+    /// The daemon's HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Polling and peer timeouts.
+    #[serde(default)]
+    pub fleet: FleetConfig,
+    /// Every other node of the fleet.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// "keydb" (multi-master) or "redis" (primary and replicas).
+    #[serde(default = "default_kind")]
+    pub kind: EngineKind,
+    /// Address the engine listens on and the daemon connects to.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// The engine's TCP port.
+    #[serde(default = "default_engine_port")]
+    pub port: u16,
+    /// Unix socket the daemon connects through instead of TCP.
+    pub unix_socket: Option<PathBuf>,
+    /// ACL user the daemon authenticates as.
+    pub user: Option<String>,
+    /// File holding that user's password.
+    pub password_file: Option<PathBuf>,
+    /// The engine's data directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Memory cap for the data set in bytes; 0 is unlimited.
+    #[serde(default, deserialize_with = "units::size")]
+    pub maxmemory: u64,
+    /// Eviction policy once `maxmemory` is reached.
+    #[serde(default = "default_policy")]
+    pub maxmemory_policy: String,
+    /// Append-only file persistence.
+    #[serde(default = "default_true")]
+    pub appendonly: bool,
+    /// RDB snapshot rules, each "seconds changes".
+    #[serde(default)]
+    pub save: Vec<String>,
+    /// KeyDB worker threads.
+    #[serde(default = "default_threads")]
+    pub server_threads: u32,
+    /// A run-time file the engine includes last (secrets that stay out of the store).
+    pub include: Option<PathBuf>,
+    /// With kind = "redis": the node the others replicate from.
+    pub primary: Option<String>,
+    /// Connecting to the engine gives up after this long.
+    #[serde(
+        default = "default_connect_timeout",
+        deserialize_with = "units::duration"
+    )]
+    pub connect_timeout: Duration,
+    /// One engine command gives up after this long.
+    #[serde(
+        default = "default_command_timeout",
+        deserialize_with = "units::duration"
+    )]
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where the HTTP API listens; non-loopback requires `token_file`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// File holding the bearer token the API requires and sends to peers.
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// How often the local engine's INFO is read.
+    #[serde(default = "default_poll", deserialize_with = "units::duration")]
+    pub poll_interval: Duration,
+    /// How long one peer daemon is waited on before it is listed down.
+    #[serde(default = "default_peer_timeout", deserialize_with = "units::duration")]
+    pub peer_timeout: Duration,
+}
+
+/// Another node of the fleet.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// The peer's node name.
+    pub name: String,
+    /// Host name or IP address the peer's engine and API listen on.
+    pub address: String,
+    /// The peer's engine port.
+    pub engine_port: u16,
+    /// The peer's keyfleet API port.
+    pub api_port: u16,
+}
+
+impl Peer {
+    pub fn api_url(&self) -> String {
+        if self.address.contains(':') {
+            format!("http://[{}]:{}", self.address, self.api_port)
+        } else {
+            format!("http://{}:{}", self.address, self.api_port)
+        }
+    }
+}
+
+fn default_kind() -> EngineKind {
+    EngineKind::Keydb
+}
+fn default_bind() -> String {
+    "127.0.0.1".into()
+}
+fn default_engine_port() -> u16 {
+    6379
+}
+fn default_data_dir() -> PathBuf {
+    "/var/lib/keydb".into()
+}
+fn default_policy() -> String {
+    "noeviction".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_threads() -> u32 {
+    2
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:9850".parse().expect("valid default")
+}
+fn default_poll() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_peer_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_listen(),
+            token_file: None,
+        }
+    }
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            poll_interval: default_poll(),
+            peer_timeout: default_peer_timeout(),
+        }
+    }
+}
+
+/// What the daemon reads from the secret files a config names.
+pub struct Secrets {
+    pub engine_password: Option<String>,
+    pub api_token: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates a config file. Secret files are not read here: `render`
+    /// runs at Nix build time, where they do not exist.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_owned(),
+            source,
+        })?;
+        Config::parse(file, &text)
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            message,
+        };
+        if !valid_name(&self.node_name) {
+            return Err(invalid(
+                "node_name".into(),
+                format!(
+                    "`{}` is not a node name (letters, digits, `-`, `_`, `.`)",
+                    self.node_name
+                ),
+            ));
+        }
+        let mut names = HashSet::from([self.node_name.as_str()]);
+        let mut endpoints: HashSet<(String, u16)> = HashSet::new();
+        let local_host = self.engine.bind.clone();
+        endpoints.insert((local_host.clone(), self.engine.port));
+        if !endpoints.insert((self.api.listen.ip().to_string(), self.api.listen.port())) {
+            return Err(invalid(
+                "api.listen".into(),
+                format!("port {} is also the engine's port", self.api.listen.port()),
+            ));
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            let key = |k: &str| format!("peers[{i}].{k}");
+            if peer.name == self.node_name {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "`{}` is this node itself; a node is not its own peer",
+                        peer.name
+                    ),
+                ));
+            }
+            if !valid_name(&peer.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` is not a node name", peer.name),
+                ));
+            }
+            if !names.insert(&peer.name) {
+                return Err(invalid(
+                    key("name"),
+                    format!("duplicate node name `{}`", peer.name),
+                ));
+            }
+            for (k, port) in [
+                ("engine_port", peer.engine_port),
+                ("api_port", peer.api_port),
+            ] {
+                if port == 0 {
+                    return Err(invalid(key(k), "port 0 is not a port".into()));
+                }
+                if !endpoints.insert((peer.address.clone(), port)) {
+                    return Err(invalid(
+                        key(k),
+                        format!("{}:{} is used twice in this fleet", peer.address, port),
+                    ));
+                }
+            }
+        }
+        if self.engine.port == 0 {
+            return Err(invalid("engine.port".into(), "port 0 is not a port".into()));
+        }
+        if self.api.token_file.is_none() && !self.api.listen.ip().is_loopback() {
+            return Err(invalid(
+                "api.token_file".into(),
+                format!(
+                    "api.listen {} is not loopback, so a token_file is required",
+                    self.api.listen
+                ),
+            ));
+        }
+        if self.engine.user.is_some() && self.engine.password_file.is_none() {
+            return Err(invalid(
+                "engine.password_file".into(),
+                "engine.user is set without a password_file".into(),
+            ));
+        }
+        for (i, rule) in self.engine.save.iter().enumerate() {
+            let parts: Vec<_> = rule.split_whitespace().collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
+                return Err(invalid(
+                    format!("engine.save[{i}]"),
+                    format!("`{rule}` is not \"seconds changes\""),
+                ));
+            }
+        }
+        if self.engine.maxmemory_policy.is_empty()
+            || !self
+                .engine
+                .maxmemory_policy
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        {
+            return Err(invalid(
+                "engine.maxmemory_policy".into(),
+                format!(
+                    "`{}` is not an eviction policy",
+                    self.engine.maxmemory_policy
+                ),
+            ));
+        }
+        match (self.engine.kind, &self.engine.primary) {
+            (EngineKind::Redis, None) if !self.peers.is_empty() => {
+                return Err(invalid(
+                    "engine.primary".into(),
+                    "kind = \"redis\" with peers needs the primary's node name".into(),
+                ));
+            }
+            (_, Some(p)) if !names.contains(p.as_str()) => {
+                return Err(invalid(
+                    "engine.primary".into(),
+                    format!("`{p}` is not a node of this fleet"),
+                ));
+            }
+            _ => {}
+        }
+        if self.fleet.poll_interval.is_zero() {
+            return Err(invalid(
+                "fleet.poll_interval".into(),
+                "must be more than 0".into(),
+            ));
+        }
+        if self.fleet.peer_timeout.is_zero() {
+            return Err(invalid(
+                "fleet.peer_timeout".into(),
+                "must be more than 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the secret files the config names. A relative path is looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY`, where `LoadCredential=` puts them.
+    pub fn read_secrets(&self, file: &Path) -> Result<Secrets, ConfigError> {
+        let read = |key: &str, path: &Option<PathBuf>| -> Result<Option<String>, ConfigError> {
+            let Some(path) = path else { return Ok(None) };
+            let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) if path.is_relative() => Path::new(&dir).join(path),
+                _ => path.clone(),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                file: file.to_owned(),
+                key: key.into(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            let secret = text.trim_end_matches(['\n', '\r']).to_owned();
+            if secret.is_empty() {
+                return Err(ConfigError::Invalid {
+                    file: file.to_owned(),
+                    key: key.into(),
+                    message: format!("{} is empty", path.display()),
+                });
+            }
+            Ok(Some(secret))
+        };
+        Ok(Secrets {
+            engine_password: read("engine.password_file", &self.engine.password_file)?,
+            api_token: read("api.token_file", &self.api.token_file)?,
+        })
+    }
+
+    /// The host the daemon dials for its own engine: the bind address, or loopback when
+    /// the engine binds every address.
+    pub fn engine_host(&self) -> String {
+        match self.engine.bind.as_str() {
+            "0.0.0.0" | "::" | "*" => "127.0.0.1".into(),
+            b => b
+                .split_whitespace()
+                .next()
+                .unwrap_or("127.0.0.1")
+                .to_owned(),
+        }
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+#[cfg(test)]
+mod tests;

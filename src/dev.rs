@@ -1,0 +1,392 @@
+//! `keyfleet dev`: a local fleet on 127.0.0.1 for development and for the integration
+//! tests. It starts N engine processes configured by the same renderer NixOS uses and one
+//! real `keyfleet daemon` per node, writes `fleet.json` once every node is ready, and on
+//! Ctrl-C or SIGTERM stops every child. It owns process supervision only; status comes
+//! from the daemons' own API.
+
+use crate::config::EngineKind;
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct DevArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub nodes: u16,
+    /// Where node configs, data and logs go; fleet.json is written here.
+    #[arg(long, default_value = ".keyfleet-dev")]
+    pub dir: PathBuf,
+    /// Engine ports are P, P+1, ...; API ports are P+100, P+101, ...
+    #[arg(long, default_value_t = 7100)]
+    pub base_port: u16,
+    /// How long to wait for every node to become ready.
+    #[arg(long, default_value = "60s", value_parser = crate::config::parse_duration)]
+    pub ready_timeout: Duration,
+}
+
+struct Node {
+    name: String,
+    engine_port: u16,
+    api_port: u16,
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
+struct Supervised {
+    what: String,
+    child: Child,
+    /// Already reaped: its pid may belong to someone else now, so never signal it.
+    exited: bool,
+}
+
+impl Supervised {
+    fn terminate(&mut self) {
+        if !self.exited {
+            // SAFETY: plain syscall on our own child, not yet reaped, so the pid is ours.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+    }
+}
+
+/// Sends SIGTERM to every child, then waits for each (dropping it kills stragglers).
+fn stop_all(mut children: Vec<Supervised>) {
+    children.iter_mut().for_each(Supervised::terminate);
+    drop(children);
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if self.exited {
+            return;
+        }
+        self.terminate();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "keyfleet dev: {} did not stop on SIGTERM; killing it",
+            self.what
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds the engine binary: `KEYFLEET_KEYDB_SERVER`, `keydb-server`, then `redis-server`.
+pub fn find_engine() -> Option<(PathBuf, EngineKind)> {
+    if let Some(p) = std::env::var_os("KEYFLEET_KEYDB_SERVER").filter(|p| !p.is_empty()) {
+        return Some((PathBuf::from(p), EngineKind::Keydb));
+    }
+    let path = std::env::var_os("PATH")?;
+    for (bin, kind) in [
+        ("keydb-server", EngineKind::Keydb),
+        ("redis-server", EngineKind::Redis),
+    ] {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(bin);
+            if candidate.is_file() {
+                return Some((candidate, kind));
+            }
+        }
+    }
+    None
+}
+
+pub fn main(args: DevArgs) -> u8 {
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("keyfleet dev: {e}");
+            1
+        }
+    }
+}
+
+fn run(args: DevArgs) -> Result<(), String> {
+    let (engine, kind) = find_engine().ok_or(
+        "no engine found: set KEYFLEET_KEYDB_SERVER, or put keydb-server or redis-server on PATH",
+    )?;
+    if kind == EngineKind::Redis {
+        eprintln!(
+            "keyfleet dev: using {} — Redis has no multi-master: node1 is the primary and the \
+             other nodes are its read-only replicas. Set KEYFLEET_KEYDB_SERVER for a KeyDB fleet.",
+            engine.display()
+        );
+    }
+    let nodes: Vec<Node> = (0..args.nodes)
+        .map(|i| {
+            let engine_port = args.base_port.checked_add(i);
+            let api_port = args.base_port.checked_add(100 + i);
+            match (engine_port, api_port) {
+                (Some(engine_port), Some(api_port)) => Ok(Node {
+                    name: format!("node{}", i + 1),
+                    engine_port,
+                    api_port,
+                }),
+                _ => Err(format!(
+                    "--base-port {} leaves no room for {} nodes",
+                    args.base_port, args.nodes
+                )),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    for n in &nodes {
+        for (port, what) in [(n.engine_port, "engine"), (n.api_port, "API")] {
+            if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+                return Err(format!(
+                    "port {port} ({} {what}) is already in use on 127.0.0.1: {e}; \
+                     is another `keyfleet dev` running? Pick others with --base-port",
+                    n.name
+                ));
+            }
+        }
+    }
+    std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let dir = args
+        .dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    let _ = std::fs::remove_file(dir.join("fleet.json"));
+    let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+
+    let shutdown = shutdown_flag()?;
+    let mut children: Vec<Supervised> = Vec::new();
+    let mut fleet = Vec::new();
+    for n in &nodes {
+        let node_dir = dir.join(&n.name);
+        std::fs::create_dir_all(node_dir.join("data"))
+            .map_err(|e| format!("{}: {e}", node_dir.display()))?;
+        let config_path = node_dir.join("keyfleet.toml");
+        let toml = node_toml(n, &nodes, kind, &node_dir);
+        std::fs::write(&config_path, &toml)
+            .map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let config = crate::config::Config::load(&config_path).map_err(|e| e.to_string())?;
+        let conf_path = node_dir.join("engine.conf");
+        std::fs::write(&conf_path, crate::render::keydb_conf(&config))
+            .map_err(|e| format!("{}: {e}", conf_path.display()))?;
+        let engine_child = spawn(
+            Command::new(&engine).arg(&conf_path),
+            &node_dir.join("engine.log"),
+        )?;
+        let daemon_child = spawn(
+            Command::new(&me)
+                .args(["daemon", "--config"])
+                .arg(&config_path)
+                .env("RUST_LOG", "info"),
+            &node_dir.join("daemon.log"),
+        )?;
+        fleet.push(serde_json::json!({
+            "name": n.name,
+            "engine_addr": format!("127.0.0.1:{}", n.engine_port),
+            "api_url": format!("http://127.0.0.1:{}", n.api_port),
+            "engine_pid": engine_child.id(),
+            "daemon_pid": daemon_child.id(),
+        }));
+        children.push(Supervised {
+            what: format!("{} engine", n.name),
+            child: engine_child,
+            exited: false,
+        });
+        children.push(Supervised {
+            what: format!("{} daemon", n.name),
+            child: daemon_child,
+            exited: false,
+        });
+    }
+
+    wait_ready(&nodes, &mut children, args.ready_timeout, &shutdown)?;
+    let fleet_json =
+        serde_json::to_string_pretty(&serde_json::json!({ "nodes": fleet })).expect("json");
+    std::fs::write(dir.join("fleet.json"), fleet_json + "\n")
+        .map_err(|e| format!("fleet.json: {e}"))?;
+    let mut summary = format!(
+        "keyfleet dev: {} nodes ready ({}); {}\n",
+        nodes.len(),
+        kind.as_str(),
+        dir.join("fleet.json").display()
+    );
+    for n in &nodes {
+        let _ = writeln!(
+            summary,
+            "  {}  engine 127.0.0.1:{}  api http://127.0.0.1:{}",
+            n.name, n.engine_port, n.api_port
+        );
+    }
+    let _ = writeln!(
+        summary,
+        "  try: keyfleet status --api http://127.0.0.1:{}   (Ctrl-C stops the fleet)",
+        nodes[0].api_port
+    );
+    print!("{summary}");
+
+    while !shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+        for c in children.iter_mut().filter(|c| !c.exited) {
+            if let Ok(Some(status)) = c.child.try_wait() {
+                eprintln!(
+                    "keyfleet dev: {} exited ({status}); the rest of the fleet keeps running",
+                    c.what
+                );
+                c.exited = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "keyfleet dev: stopping {} processes",
+        children.iter().filter(|c| !c.exited).count()
+    );
+    // Daemons first, so they do not report their engines' shutdown as failures; each
+    // group is signalled at once and then awaited, so stopping takes one grace period.
+    let (daemons, engines): (Vec<_>, Vec<_>) = children
+        .into_iter()
+        .partition(|c| c.what.ends_with("daemon"));
+    stop_all(daemons);
+    stop_all(engines);
+    let _ = std::fs::remove_file(dir.join("fleet.json"));
+    eprintln!("keyfleet dev: stopped");
+    Ok(())
+}
+
+fn node_toml(n: &Node, all: &[Node], kind: EngineKind, node_dir: &Path) -> String {
+    let mut t = format!(
+        "node_name = \"{}\"\n\n[engine]\nkind = \"{}\"\nbind = \"127.0.0.1\"\nport = {}\n",
+        n.name,
+        kind.as_str(),
+        n.engine_port
+    );
+    let _ = writeln!(
+        t,
+        "data_dir = {:?}",
+        node_dir.join("data").display().to_string()
+    );
+    t.push_str("maxmemory = \"256MiB\"\nappendonly = false\nsave = []\nserver_threads = 1\n");
+    if kind == EngineKind::Redis {
+        let _ = writeln!(t, "primary = \"{}\"", all[0].name);
+    }
+    let _ = writeln!(t, "\n[api]\nlisten = \"127.0.0.1:{}\"\n", n.api_port);
+    t.push_str("[fleet]\npoll_interval = \"500ms\"\npeer_timeout = \"1s\"\n");
+    for p in all.iter().filter(|p| p.name != n.name) {
+        let _ = write!(
+            t,
+            "\n[[peers]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nengine_port = {}\napi_port = {}\n",
+            p.name, p.engine_port, p.api_port
+        );
+    }
+    t
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Result<Child, String> {
+    let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("{}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // SAFETY: prctl is async-signal-safe. The child dies with us even if we are killed
+    // with SIGKILL, so a crashed `dev` leaves nothing behind.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))
+}
+
+fn shutdown_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, String> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        signal_hook_flag(sig, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+fn signal_hook_flag(
+    sig: libc::c_int,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), String> {
+    // A tiny tokio runtime thread turns the signal into the flag; no extra crate.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut stream = rt
+        .block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(sig))
+        })
+        .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            stream.recv().await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    });
+    Ok(())
+}
+
+fn wait_ready(
+    nodes: &[Node],
+    children: &mut [Supervised],
+    timeout: Duration,
+    shutdown: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<&Node> = nodes.iter().collect();
+    let mut last = String::new();
+    while !pending.is_empty() {
+        if shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("interrupted while waiting for the fleet".into());
+        }
+        for c in children.iter_mut() {
+            if let Ok(Some(status)) = c.child.try_wait() {
+                c.exited = true;
+                return Err(format!(
+                    "{} exited during start-up ({status}); see its log in the node's directory",
+                    c.what
+                ));
+            }
+        }
+        pending.retain(|n| match http_get(n.api_port, "/readyz") {
+            Some((200, _)) => false,
+            Some((_, body)) => {
+                last = format!("{}: {body}", n.name);
+                true
+            }
+            None => {
+                last = format!("{}: API not answering yet", n.name);
+                true
+            }
+        });
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the fleet was not ready after {timeout:?}; last: {last}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A minimal blocking HTTP/1.0 GET on loopback, enough to poll `/readyz`.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(
+        &([127, 0, 0, 1], port).into(),
+        Duration::from_millis(300),
+    )
+    .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((code, body))
+}

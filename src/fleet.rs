@@ -1,0 +1,184 @@
+//! The node and fleet views: this node's status from its engine, every peer's from its
+//! daemon (asked concurrently, each bounded by `fleet.peer_timeout`), and the fleet's
+//! health. A peer that does not answer is listed down with an error code, never dropped
+//! and never waited on past its timeout. Knows nothing about HTTP routing.
+
+use crate::config::{Config, EngineKind, Peer};
+use crate::daemon::State;
+use crate::engine::info::Info;
+use crate::engine::status::{NodeStatus, PeerRef};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::time::{Instant, SystemTime};
+
+/// The peers this node should hold a replication link with: all of them for KeyDB
+/// multi-master; for Redis, the primary on a replica, every replica on the primary.
+pub fn expected_links(config: &Config) -> Vec<PeerRef> {
+    match (config.engine.kind, config.engine.primary.as_deref()) {
+        (EngineKind::Redis, Some(primary)) if primary != config.node_name => config
+            .peers
+            .iter()
+            .filter(|p| p.name == primary)
+            .map(PeerRef::from)
+            .collect(),
+        _ => config.peers.iter().map(PeerRef::from).collect(),
+    }
+}
+
+/// Reads the local engine once; the `Info` is returned too, for `/metrics`.
+pub async fn read_local(state: &State) -> (NodeStatus, Option<Info>) {
+    let c = &state.config;
+    let peers = expected_links(c);
+    let started = Instant::now();
+    let result = state.engine.info().await;
+    state.metrics.observe_info_duration(started.elapsed());
+    match result {
+        Ok(info) => {
+            let status = NodeStatus::from_info(
+                &c.node_name,
+                c.engine.kind,
+                &info,
+                &peers,
+                SystemTime::now(),
+            );
+            (status, Some(info))
+        }
+        Err(e) => {
+            state.metrics.record_error(e.code());
+            let status = NodeStatus::down(
+                &c.node_name,
+                c.engine.kind,
+                format!("{}: {e}", e.code()),
+                &peers,
+                SystemTime::now(),
+            );
+            (status, None)
+        }
+    }
+}
+
+pub async fn local_node(state: &State) -> NodeStatus {
+    read_local(state).await.0
+}
+
+/// Why this node is not ready, one line each; empty when it is.
+pub fn not_ready_reasons(node: &NodeStatus) -> Vec<String> {
+    node.problems()
+}
+
+/// One line for systemd's STATUS= and the log.
+pub fn summary_line(node: &NodeStatus, reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        let up = node.links.len();
+        format!(
+            "ready: {} {}, {up}/{up} links up, {} keys",
+            node.engine,
+            node.role.as_deref().unwrap_or("?"),
+            node.keys.unwrap_or(0)
+        )
+    } else {
+        format!("not ready: {}", reasons.join("; "))
+    }
+}
+
+#[derive(Serialize)]
+pub struct FleetView {
+    pub healthy: bool,
+    pub nodes: Vec<Value>,
+}
+
+/// This node and every peer, asked concurrently.
+pub async fn fleet(state: &State) -> FleetView {
+    let local =
+        async { serde_json::to_value(local_node(state).await).expect("node status is JSON") };
+    let peers = futures::future::join_all(state.config.peers.iter().map(|p| peer_node(state, p)));
+    let (local, peers) = tokio::join!(local, peers);
+    let mut nodes = vec![local];
+    nodes.extend(peers);
+    let healthy = nodes.iter().all(node_healthy);
+    FleetView { healthy, nodes }
+}
+
+fn node_healthy(n: &Value) -> bool {
+    n["up"] == true
+        && n["links"]
+            .as_array()
+            .is_some_and(|links| links.iter().all(|l| l["status"] == "up"))
+}
+
+/// Asks one peer's daemon for its node status; failures become a down entry. The
+/// whole exchange, body included, is bounded by `fleet.peer_timeout`.
+async fn peer_node(state: &State, peer: &Peer) -> Value {
+    let timeout = state.config.fleet.peer_timeout;
+    let url = format!("{}/api/v1/node", peer.api_url());
+    let result = match tokio::time::timeout(timeout, ask_peer(state, peer, &url)).await {
+        Ok(r) => r,
+        Err(_) => Err((
+            "peer_timeout",
+            format!("{url}: no answer within {timeout:?}"),
+        )),
+    };
+    result.unwrap_or_else(|(code, message)| {
+        state.metrics.record_error(code);
+        json!({
+            "name": peer.name,
+            "up": false,
+            "api_url": peer.api_url(),
+            "error": {"code": code, "message": message},
+        })
+    })
+}
+
+async fn ask_peer(state: &State, peer: &Peer, url: &str) -> Result<Value, (&'static str, String)> {
+    let mut req = state.http.get(url);
+    if let Some(t) = &state.token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ("peer_unreachable", format!("{url}: {}", error_chain(&e))))?;
+    let status = resp.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err((
+            "peer_unauthorized",
+            format!("{url}: the peer refused this fleet's token"),
+        ));
+    }
+    if !status.is_success() {
+        return Err(("peer_bad_status", format!("{url}: answered {status}")));
+    }
+    let v: Value = resp.json().await.map_err(|e| {
+        (
+            "peer_bad_response",
+            format!("{url}: not a node status: {e}"),
+        )
+    })?;
+    if v["name"] != peer.name.as_str() {
+        return Err((
+            "peer_wrong_node",
+            format!(
+                "{url}: answers as node {}, configured as {}",
+                v["name"], peer.name
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// The Prometheus exposition for one scrape, from a fresh read of the engine.
+pub async fn metrics_text(state: &State) -> String {
+    let (status, info) = read_local(state).await;
+    state.metrics.render(&status, info.as_ref())
+}

@@ -1,0 +1,13 @@
+//! keyfleet: the per-node management daemon of a KeyDB multi-master fleet, its client,
+//! the engine-config renderer and a local development fleet. `main.rs` only parses the
+//! command line; every concern lives in one module here.
+
+pub mod api;
+pub mod config;
+pub mod daemon;
+pub mod dev;
+pub mod engine;
+pub mod fleet;
+pub mod metrics;
+pub mod render;
+pub mod status;

@@ -1,0 +1,65 @@
+//! The `keyfleet` command line: parses arguments and hands each subcommand to its module.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "keyfleet",
+    version,
+    about = "Run and watch a KeyDB multi-master fleet"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The per-node management daemon (run by systemd on NixOS).
+    Daemon {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// A local fleet for development: engines and daemons on 127.0.0.1.
+    Dev(keyfleet::dev::DevArgs),
+    /// The fleet at a glance, from a daemon's API.
+    Status(keyfleet::status::StatusArgs),
+    /// Render configuration files.
+    Render {
+        #[command(subcommand)]
+        what: RenderWhat,
+    },
+}
+
+#[derive(Subcommand)]
+enum RenderWhat {
+    /// The engine (KeyDB or Redis) config for a node.
+    KeydbConf {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Daemon { config } => keyfleet::daemon::main(&config),
+        Command::Dev(args) => keyfleet::dev::main(args),
+        Command::Status(args) => keyfleet::status::main(args),
+        Command::Render {
+            what: RenderWhat::KeydbConf { config },
+        } => match keyfleet::config::Config::load(&config) {
+            Ok(c) => {
+                print!("{}", keyfleet::render::keydb_conf(&c));
+                0
+            }
+            Err(e) => {
+                eprintln!("keyfleet: {e}");
+                2
+            }
+        },
+    };
+    ExitCode::from(code)
+}

@@ -1,0 +1,185 @@
+//! `keyfleet status`: a client of a daemon's API that shows the fleet at a glance. It
+//! only reads `/api/v1/fleet` and formats it; health is decided by the daemon.
+//! Exit status: 0 healthy, 1 unhealthy, 3 the daemon could not be asked.
+
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The daemon's API.
+    #[arg(long, env = "KEYFLEET_API", default_value = "http://127.0.0.1:9850")]
+    pub api: String,
+    /// File holding the API's bearer token.
+    #[arg(long, env = "KEYFLEET_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the daemon's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up on the daemon after this long.
+    #[arg(long, default_value = "5s", value_parser = crate::config::parse_duration)]
+    pub timeout: Duration,
+}
+
+pub fn main(args: StatusArgs) -> u8 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(fetch(&args)) {
+        Ok(fleet) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&fleet).expect("json"));
+            } else {
+                print!("{}", table(&fleet));
+            }
+            if fleet["healthy"].as_bool() == Some(true) {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("keyfleet status: {e}");
+            3
+        }
+    }
+}
+
+async fn fetch(args: &StatusArgs) -> Result<Value, String> {
+    let url = format!("{}/api/v1/fleet", args.api.trim_end_matches('/'));
+    let mut req = reqwest::Client::new().get(&url).timeout(args.timeout);
+    if let Some(f) = &args.token_file {
+        let token =
+            std::fs::read_to_string(f).map_err(|e| format!("--token-file {}: {e}", f.display()))?;
+        req = req.bearer_auth(token.trim_end());
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("{url}: not JSON: {e}"))?;
+    if !status.is_success() {
+        let msg = body["error"]["message"].as_str().unwrap_or("no message");
+        return Err(format!("{url}: {status}: {msg}"));
+    }
+    Ok(body)
+}
+
+/// The fleet as a fixed-width table, one row per node.
+pub fn table(fleet: &Value) -> String {
+    let mut rows = vec![
+        ["NODE", "UP", "ROLE", "LINKS", "KEYS", "MEMORY"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for n in fleet["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let up = n["up"].as_bool() == Some(true);
+        let links = n["links"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let links_up = links.iter().filter(|l| l["status"] == "up").count();
+        let link_cell = if !up {
+            "-".to_owned()
+        } else {
+            let down: Vec<_> = links
+                .iter()
+                .filter(|l| l["status"] != "up")
+                .filter_map(|l| l["peer"].as_str())
+                .collect();
+            if down.is_empty() {
+                format!("{links_up}/{} up", links.len())
+            } else {
+                format!("{links_up}/{} up (down: {})", links.len(), down.join(","))
+            }
+        };
+        rows.push(vec![
+            n["name"].as_str().unwrap_or("?").to_owned(),
+            if up {
+                "yes".into()
+            } else {
+                format!("NO ({})", error_text(n))
+            },
+            n["role"].as_str().unwrap_or("-").to_owned(),
+            link_cell,
+            n["keys"].as_u64().map_or("-".into(), |k| k.to_string()),
+            n["used_memory_bytes"]
+                .as_u64()
+                .map_or("-".into(), human_bytes),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    let healthy = fleet["healthy"].as_bool() == Some(true);
+    let _ = writeln!(
+        out,
+        "fleet: {}",
+        if healthy { "healthy" } else { "UNHEALTHY" }
+    );
+    out
+}
+
+fn error_text(n: &Value) -> String {
+    let e = &n["error"];
+    e["code"]
+        .as_str()
+        .or(e.as_str())
+        .unwrap_or("down")
+        .to_owned()
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_shows_down_nodes_and_links() {
+        let fleet = serde_json::json!({
+            "healthy": false,
+            "nodes": [
+                {"name": "node1", "up": true, "role": "active-replica", "keys": 3, "used_memory_bytes": 2827376,
+                 "links": [{"peer": "node2", "status": "up"}, {"peer": "node3", "status": "down"}]},
+                {"name": "node3", "up": false, "error": {"code": "peer_unreachable", "message": "refused"}}
+            ]
+        });
+        let t = table(&fleet);
+        assert!(t.contains("node1  yes"), "{t}");
+        assert!(t.contains("1/2 up (down: node3)"), "{t}");
+        assert!(t.contains("2.7MiB"), "{t}");
+        assert!(t.contains("NO (peer_unreachable)"), "{t}");
+        assert!(t.ends_with("fleet: UNHEALTHY\n"), "{t}");
+    }
+}

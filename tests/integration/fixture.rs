@@ -1,0 +1,219 @@
+//! Shared test fixtures: real `keyfleet` processes on ports picked at run time, stopped
+//! on drop, and a small HTTP helper.
+
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn keyfleet() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keyfleet"))
+}
+
+/// The engine `keyfleet dev` will pick, as it picks it; None when there is none.
+pub fn engine() -> Option<(PathBuf, keyfleet::config::EngineKind)> {
+    keyfleet::dev::find_engine()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A base port P with P..P+n and P+100..P+100+n all free right now.
+pub fn free_base_port(n: u16) -> u16 {
+    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let mut candidate = 20000 + (seed.wrapping_mul(2654435761) % 20000) as u16;
+    loop {
+        let free = (0..n)
+            .flat_map(|i| [candidate + i, candidate + 100 + i])
+            .all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return candidate;
+        }
+        candidate = 20000 + (candidate - 20000 + 211) % 20000;
+    }
+}
+
+/// Polls `check` every 50 ms until it returns Some or `within` passes.
+pub fn eventually<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// GET on loopback; (status, JSON body or the text as a JSON string).
+pub fn get(url: &str) -> Option<(u16, Value)> {
+    get_with(url, None)
+}
+
+pub fn get_with(url: &str, token: Option<&str>) -> Option<(u16, Value)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let addr: std::net::SocketAddr = hostport.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n{auth}\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Some((
+        code,
+        serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned())),
+    ))
+}
+
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: a plain kill(2) on a pid this test started.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+pub fn alive(pid: u32) -> bool {
+    // A zombie still answers kill(0); read its state to tell.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A running `keyfleet dev` fleet; stopped with SIGTERM on drop.
+pub struct DevFleet {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Value>,
+}
+
+impl DevFleet {
+    pub fn start(n: u16) -> DevFleet {
+        let dir = tempfile::tempdir().unwrap();
+        let base_port = free_base_port(n);
+        let child = keyfleet()
+            .args([
+                "dev",
+                "--nodes",
+                &n.to_string(),
+                "--base-port",
+                &base_port.to_string(),
+                "--dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut fleet = DevFleet {
+            child,
+            dir,
+            nodes: vec![],
+        };
+        let fleet_json = fleet.dir.path().join("fleet.json");
+        let parsed = eventually(Duration::from_secs(90), || {
+            if let Ok(Some(status)) = fleet.child.try_wait() {
+                panic!("keyfleet dev exited early ({status}): {}", fleet.logs());
+            }
+            let v: Value =
+                serde_json::from_str(&std::fs::read_to_string(&fleet_json).ok()?).ok()?;
+            Some(v)
+        })
+        .unwrap_or_else(|| panic!("no fleet.json after 90 s: {}", fleet.logs()));
+        fleet.nodes = parsed["nodes"].as_array().unwrap().clone();
+        fleet
+    }
+
+    pub fn api(&self, i: usize) -> String {
+        self.nodes[i]["api_url"].as_str().unwrap().to_owned()
+    }
+
+    pub fn pid(&self, i: usize, what: &str) -> u32 {
+        self.nodes[i][format!("{what}_pid")].as_u64().unwrap() as u32
+    }
+
+    pub fn engine_port(&self, i: usize) -> u16 {
+        self.nodes[i]["engine_addr"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    /// The node directories' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for log in ["daemon.log", "engine.log"] {
+                let p: PathBuf = entry.path().join(log);
+                if let Ok(t) = std::fs::read_to_string(&p) {
+                    let tail: Vec<_> = t.lines().rev().take(15).collect();
+                    out += &format!(
+                        "\n--- {}\n{}",
+                        p.display(),
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Stops the fleet like Ctrl-C does and returns dev's exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), libc::SIGTERM);
+        let status = eventually(Duration::from_secs(30), || {
+            self.child.try_wait().ok().flatten()
+        });
+        status.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!("keyfleet dev did not stop within 30 s of SIGTERM")
+        })
+    }
+}
+
+impl Drop for DevFleet {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.stop();
+        }
+    }
+}
+
+/// Some(()) once an engine on `port` answers PING. A bare TCP connect is not enough: a
+/// loopback connect to a port in the ephemeral range can connect to itself.
+pub fn ping(port: u16) -> Option<()> {
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .ok()?
+        .get_connection()
+        .ok()?;
+    redis::cmd("PING")
+        .query::<String>(&mut con)
+        .ok()
+        .map(|_| ())
+}
