@@ -18,6 +18,14 @@ fail() {
   failures=$((failures + 1))
 }
 have() { command -v "$1" > /dev/null 2>&1; }
+# A missing tool is a skip, or a failure where KEYFLEET_REQUIRE_TOOLS=1 (CI).
+missing() {
+  if [ "${KEYFLEET_REQUIRE_TOOLS:-0}" = 1 ]; then
+    fail "$1 is not installed (KEYFLEET_REQUIRE_TOOLS=1)"
+  else
+    echo "$1: skipped (not installed)"
+  fi
+}
 
 mapfile -t nix_files < <(
   find . -name '*.nix' -not -path './target/*' -not -path './.git/*' -not -path './.keyfleet-dev/*' | sort
@@ -30,28 +38,28 @@ if have nix-instantiate; then
   done
   echo "parse: done"
 else
-  echo "parse: skipped (nix-instantiate not installed)"
+  missing nix-instantiate
 fi
 
 if have nixfmt; then
   nixfmt --check "${nix_files[@]}" || fail "nixfmt --check (run: nixfmt ${nix_files[*]})"
   echo "nixfmt --check: done"
 else
-  echo "nixfmt: skipped (not installed)"
+  missing nixfmt
 fi
 
 if have deadnix; then
   deadnix --fail "${nix_files[@]}" || fail "deadnix --fail"
   echo "deadnix: done"
 else
-  echo "deadnix: skipped (not installed)"
+  missing deadnix
 fi
 
 if have promtool; then
   promtool check rules monitoring/alerts.yml || fail "promtool check rules"
   (cd monitoring && promtool test rules alerts_test.yml) || fail "promtool test rules"
 else
-  echo "promtool: skipped (not installed)"
+  missing promtool
 fi
 
 if [ -z "${NIXPKGS_LIB:-}" ]; then

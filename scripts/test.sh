@@ -15,5 +15,4 @@ if ! command -v redis-server >/dev/null && [ -z "${KEYFLEET_KEYDB_SERVER:-}" ]; 
 fi
 
 cargo test --locked --all-targets
-bash scripts/check-monitoring.sh
 bash scripts/check-nix.sh

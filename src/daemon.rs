@@ -18,7 +18,6 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The bearer token the API requires and sends to peers.
     pub token: Option<String>,
-    pub http: reqwest::Client,
     pub started: Instant,
     /// What the poller saw last, for STATUS= lines and the logs.
     pub poller: Mutex<PollerState>,
@@ -69,15 +68,10 @@ pub fn main(config_path: &Path) -> u8 {
             }
         };
         let engine = engine_for(&config, secrets.engine_password);
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.fleet.peer_timeout)
-            .build()
-            .expect("http client");
         let state = Arc::new(State {
             engine,
             metrics: Arc::new(Metrics::new()),
             token: secrets.api_token,
-            http,
             started: Instant::now(),
             poller: Mutex::new(PollerState::default()),
             config,
@@ -211,11 +205,19 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
+/// Logs to stderr (the journal under systemd): one level from `RUST_LOG` ("debug",
+/// "warn", ...; default info), colours only on a terminal. A plain level instead of
+/// per-target filters keeps the regex engine, and its memory, out of the daemon.
 fn init_tracing() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    use std::io::IsTerminal;
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
         .try_init();
 }

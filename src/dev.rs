@@ -337,6 +337,10 @@ fn wait_ready(
     timeout: Duration,
     shutdown: &std::sync::atomic::AtomicBool,
 ) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<&Node> = nodes.iter().collect();
     let mut last = String::new();
@@ -353,7 +357,7 @@ fn wait_ready(
                 ));
             }
         }
-        pending.retain(|n| match http_get(n.api_port, "/readyz") {
+        pending.retain(|n| match readyz(&rt, n.api_port) {
             Some((200, _)) => false,
             Some((_, body)) => {
                 last = format!("{}: {body}", n.name);
@@ -374,19 +378,17 @@ fn wait_ready(
     Ok(())
 }
 
-/// A minimal blocking HTTP/1.0 GET on loopback, enough to poll `/readyz`.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_millis(300),
-    )
-    .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    Some((code, body))
+/// Asks one daemon's `/readyz`: (status, body), or None while it does not answer.
+fn readyz(rt: &tokio::runtime::Runtime, port: u16) -> Option<(u16, String)> {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let resp = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), crate::http_client::get(&url, None)).await
+        })
+        .ok()?
+        .ok()?;
+    Some((
+        resp.status,
+        String::from_utf8_lossy(&resp.body).into_owned(),
+    ))
 }

@@ -130,25 +130,22 @@ async fn peer_node(state: &State, peer: &Peer) -> Value {
 }
 
 async fn ask_peer(state: &State, peer: &Peer, url: &str) -> Result<Value, (&'static str, String)> {
-    let mut req = state.http.get(url);
-    if let Some(t) = &state.token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req
-        .send()
+    let resp = crate::http_client::get(url, state.token.as_deref())
         .await
         .map_err(|e| ("peer_unreachable", format!("{url}: {}", error_chain(&e))))?;
-    let status = resp.status();
-    if status == reqwest::StatusCode::UNAUTHORIZED {
+    if resp.status == 401 {
         return Err((
             "peer_unauthorized",
             format!("{url}: the peer refused this fleet's token"),
         ));
     }
-    if !status.is_success() {
-        return Err(("peer_bad_status", format!("{url}: answered {status}")));
+    if resp.status != 200 {
+        return Err((
+            "peer_bad_status",
+            format!("{url}: answered HTTP {}", resp.status),
+        ));
     }
-    let v: Value = resp.json().await.map_err(|e| {
+    let v: Value = serde_json::from_slice(&resp.body).map_err(|e| {
         (
             "peer_bad_response",
             format!("{url}: not a node status: {e}"),

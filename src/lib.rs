@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dev;
 pub mod engine;
 pub mod fleet;
+pub mod http_client;
 pub mod metrics;
 pub mod render;
 pub mod status;

@@ -50,24 +50,26 @@ pub fn main(args: StatusArgs) -> u8 {
 
 async fn fetch(args: &StatusArgs) -> Result<Value, String> {
     let url = format!("{}/api/v1/fleet", args.api.trim_end_matches('/'));
-    let mut req = reqwest::Client::new().get(&url).timeout(args.timeout);
-    if let Some(f) = &args.token_file {
-        let token =
-            std::fs::read_to_string(f).map_err(|e| format!("--token-file {}: {e}", f.display()))?;
-        req = req.bearer_auth(token.trim_end());
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
-    let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("{url}: not JSON: {e}"))?;
-    if !status.is_success() {
+    let token = match &args.token_file {
+        Some(f) => {
+            let t = std::fs::read_to_string(f)
+                .map_err(|e| format!("--token-file {}: {e}", f.display()))?;
+            Some(t.trim_end().to_owned())
+        }
+        None => None,
+    };
+    let resp = tokio::time::timeout(
+        args.timeout,
+        crate::http_client::get(&url, token.as_deref()),
+    )
+    .await
+    .map_err(|_| format!("{url}: no answer within {:?}", args.timeout))?
+    .map_err(|e| format!("cannot ask {url}: {e}"))?;
+    let body: Value =
+        serde_json::from_slice(&resp.body).map_err(|e| format!("{url}: not JSON: {e}"))?;
+    if resp.status != 200 {
         let msg = body["error"]["message"].as_str().unwrap_or("no message");
-        return Err(format!("{url}: {status}: {msg}"));
+        return Err(format!("{url}: HTTP {}: {msg}", resp.status));
     }
     Ok(body)
 }

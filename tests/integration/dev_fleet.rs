@@ -22,7 +22,7 @@ fn status_cmd(api: &str, json: bool) -> std::process::Output {
 #[test]
 fn three_node_fleet_lifecycle() {
     let Some((engine, kind)) = engine() else {
-        eprintln!(
+        skip!(
             "skipped three_node_fleet_lifecycle: no keydb-server or redis-server on PATH and KEYFLEET_KEYDB_SERVER unset"
         );
         return;
@@ -77,7 +77,7 @@ fn three_node_fleet_lifecycle() {
         });
         assert!(back.is_some(), "node1 never saw node3's write");
     } else {
-        eprintln!(
+        skip!(
             "skipped the write-on-node3 check: Redis replicas are read-only; set KEYFLEET_KEYDB_SERVER for multi-master"
         );
     }
@@ -182,7 +182,7 @@ fn three_node_fleet_lifecycle() {
 #[test]
 fn a_second_dev_on_busy_ports_names_the_port() {
     if engine().is_none() {
-        eprintln!("skipped a_second_dev_on_busy_ports_names_the_port: no engine on PATH");
+        skip!("skipped a_second_dev_on_busy_ports_names_the_port: no engine on PATH");
         return;
     }
     let base = free_base_port(2);

@@ -2,6 +2,15 @@
 //! (redis-server in CI, KeyDB when KEYFLEET_KEYDB_SERVER is set) on loopback ports
 //! picked at run time. One test binary, for link speed.
 
+/// Prints a "skipped ..." line past libtest's output capture, so a skipped test is
+/// visible in the run's output and not only when it fails.
+macro_rules! skip {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod config_errors;
 mod daemon;
 mod dev_fleet;
