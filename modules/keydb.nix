@@ -376,7 +376,9 @@ in
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ];
 
-      serviceConfig = {
+      # Sandboxing as nixpkgs' redis module does it (modules/sandbox.nix), and what
+      # differs for this service.
+      serviceConfig = import ./sandbox.nix // {
         Type = "notify";
         ExecStartPre = writeSecrets;
         ExecStart = "${
@@ -397,27 +399,7 @@ in
         MemoryMax = lib.mkIf (ecfg.memoryMax != null) ecfg.memoryMax;
         CPUQuota = lib.mkIf (ecfg.cpuQuota != null) ecfg.cpuQuota;
 
-        # Sandboxing as nixpkgs' redis module does it.
-        CapabilityBoundingSet = "";
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
-        PrivateDevices = true;
         PrivateUsers = true;
-        ProtectClock = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectControlGroups = true;
-        RestrictAddressFamilies = [
-          "AF_INET"
-          "AF_INET6"
-          "AF_UNIX"
-        ];
-        RestrictNamespaces = true;
-        LockPersonality = true;
         # KeyDB needs writable-and-executable memory, which MemoryDenyWriteExecute
         # forbids: on x86_64 its spinlock (src/fastlock_x64.asm) carries no
         # .note.GNU-stack section, so the linker marks keydb-server as needing an
@@ -425,10 +407,6 @@ in
         # the seccomp filter behind MemoryDenyWriteExecute refuses; the server dies at
         # its first thread. nixpkgs' redis module turns it off for keydb likewise.
         MemoryDenyWriteExecute = false;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        PrivateMounts = true;
-        SystemCallArchitectures = "native";
         SystemCallFilter = "~@cpu-emulation @debug @keyring @memlock @mount @obsolete @privileged @resources @setuid";
       };
     };

@@ -203,7 +203,9 @@ in
         "keydb.service"
       ];
 
-      serviceConfig = {
+      # Sandboxing as nixpkgs' redis module does it (modules/sandbox.nix), and what
+      # differs for this service.
+      serviceConfig = import ./sandbox.nix // {
         Type = "notify";
         NotifyAccess = "main";
         WatchdogSec = cfg.watchdogSec;
@@ -220,34 +222,10 @@ in
         SupplementaryGroups = [ "keydb" ];
         UMask = "0077";
 
-        # Sandboxing, as nixpkgs' redis module does it; the daemon only talks over
-        # sockets and reads its credentials.
-        CapabilityBoundingSet = "";
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
-        PrivateDevices = true;
-        ProtectClock = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectControlGroups = true;
+        # The daemon needs no /proc of other processes and no W+X memory.
         ProtectProc = "invisible";
         ProcSubset = "pid";
-        RestrictAddressFamilies = [
-          "AF_INET"
-          "AF_INET6"
-          "AF_UNIX"
-        ];
-        RestrictNamespaces = true;
-        LockPersonality = true;
         MemoryDenyWriteExecute = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        PrivateMounts = true;
-        SystemCallArchitectures = "native";
         SystemCallFilter = [
           "@system-service"
           "~@privileged @resources"
