@@ -47,6 +47,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/healthz", get(healthz))
         .merge(protected)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -100,6 +101,18 @@ async fn not_found(req: Request) -> ApiError {
         code: "route_not_found",
         message: format!(
             "no route {} {}; see /api/v1/openapi.json",
+            req.method(),
+            req.uri().path()
+        ),
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!(
+            "{} is not allowed on {}; this API only reads (GET)",
             req.method(),
             req.uri().path()
         ),

@@ -128,9 +128,13 @@ fn node_view_metrics_and_errors() {
     let (code, err) = get(&format!("{}/api/v1/nope", d.url)).unwrap();
     assert_eq!(code, 404);
     assert_eq!(err["error"]["code"], "route_not_found");
+    let (code, err) = request("POST", &format!("{}/api/v1/node", d.url), None).unwrap();
+    assert_eq!(code, 405);
+    assert_eq!(err["error"]["code"], "method_not_allowed");
     let (code, doc) = get(&format!("{}/api/v1/openapi.json", d.url)).unwrap();
     assert_eq!(code, 200);
     assert_eq!(doc["openapi"], "3.0.3");
+    assert_node_matches_openapi(&d.url, &node);
 
     // The engine dies: the node is down with an error code, /readyz says why, and the
     // metrics say redis_up 0.

@@ -107,6 +107,7 @@ fn three_node_fleet_lifecycle() {
             i + 1,
             fleet.logs()
         );
+        assert_node_matches_openapi(&api, down.as_ref().unwrap());
         let (code, ready) = get(&format!("{api}/readyz")).unwrap();
         assert_eq!(code, 503, "{ready}");
         assert_eq!(ready["error"]["code"], "not_ready");

@@ -59,6 +59,10 @@ pub fn get(url: &str) -> Option<(u16, Value)> {
 }
 
 pub fn get_with(url: &str, token: Option<&str>) -> Option<(u16, Value)> {
+    request("GET", url, token)
+}
+
+pub fn request(method: &str, url: &str, token: Option<&str>) -> Option<(u16, Value)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -69,7 +73,11 @@ pub fn get_with(url: &str, token: Option<&str>) -> Option<(u16, Value)> {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n{auth}\r\n").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\n{auth}\r\n"
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
@@ -216,4 +224,31 @@ pub fn ping(port: u16) -> Option<()> {
         .query::<String>(&mut con)
         .ok()
         .map(|_| ())
+}
+
+/// The OpenAPI document describes what `/api/v1/node` really answers, field for field.
+pub fn assert_node_matches_openapi(api: &str, node: &Value) {
+    let (_, doc) = get(&format!("{api}/api/v1/openapi.json")).unwrap();
+    let schema = &doc["components"]["schemas"]["Node"];
+    for field in schema["required"].as_array().unwrap() {
+        assert!(
+            node.get(field.as_str().unwrap()).is_some(),
+            "required `{field}` missing from {node}"
+        );
+    }
+    for key in node.as_object().unwrap().keys() {
+        assert!(
+            schema["properties"].get(key).is_some(),
+            "`{key}` is not in the OpenAPI Node schema"
+        );
+    }
+    let link_schema = &doc["components"]["schemas"]["Link"]["properties"];
+    for link in node["links"].as_array().unwrap() {
+        for key in link.as_object().unwrap().keys() {
+            assert!(
+                link_schema.get(key).is_some(),
+                "link field `{key}` is not in the OpenAPI Link schema"
+            );
+        }
+    }
 }
