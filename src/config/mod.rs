@@ -4,11 +4,11 @@
 //! `main` turns it into exit status 2.
 
 mod units;
+mod validate;
 
 pub use units::{parse_duration, parse_size};
 
 use serde::Deserialize;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -249,141 +249,6 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            file: file.to_owned(),
-            key,
-            message,
-        };
-        if !valid_name(&self.node_name) {
-            return Err(invalid(
-                "node_name".into(),
-                format!(
-                    "`{}` is not a node name (letters, digits, `-`, `_`, `.`)",
-                    self.node_name
-                ),
-            ));
-        }
-        let mut names = HashSet::from([self.node_name.as_str()]);
-        let mut endpoints: HashSet<(String, u16)> = HashSet::new();
-        let local_host = self.engine.bind.clone();
-        endpoints.insert((local_host.clone(), self.engine.port));
-        if !endpoints.insert((self.api.listen.ip().to_string(), self.api.listen.port())) {
-            return Err(invalid(
-                "api.listen".into(),
-                format!("port {} is also the engine's port", self.api.listen.port()),
-            ));
-        }
-        for (i, peer) in self.peers.iter().enumerate() {
-            let key = |k: &str| format!("peers[{i}].{k}");
-            if peer.name == self.node_name {
-                return Err(invalid(
-                    key("name"),
-                    format!(
-                        "`{}` is this node itself; a node is not its own peer",
-                        peer.name
-                    ),
-                ));
-            }
-            if !valid_name(&peer.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!("`{}` is not a node name", peer.name),
-                ));
-            }
-            if !names.insert(&peer.name) {
-                return Err(invalid(
-                    key("name"),
-                    format!("duplicate node name `{}`", peer.name),
-                ));
-            }
-            for (k, port) in [
-                ("engine_port", peer.engine_port),
-                ("api_port", peer.api_port),
-            ] {
-                if port == 0 {
-                    return Err(invalid(key(k), "port 0 is not a port".into()));
-                }
-                if !endpoints.insert((peer.address.clone(), port)) {
-                    return Err(invalid(
-                        key(k),
-                        format!("{}:{} is used twice in this fleet", peer.address, port),
-                    ));
-                }
-            }
-        }
-        if self.engine.port == 0 {
-            return Err(invalid("engine.port".into(), "port 0 is not a port".into()));
-        }
-        if self.api.token_file.is_none() && !self.api.listen.ip().is_loopback() {
-            return Err(invalid(
-                "api.token_file".into(),
-                format!(
-                    "api.listen {} is not loopback, so a token_file is required",
-                    self.api.listen
-                ),
-            ));
-        }
-        if self.engine.user.is_some() && self.engine.password_file.is_none() {
-            return Err(invalid(
-                "engine.password_file".into(),
-                "engine.user is set without a password_file".into(),
-            ));
-        }
-        for (i, rule) in self.engine.save.iter().enumerate() {
-            let parts: Vec<_> = rule.split_whitespace().collect();
-            if parts.len() != 2 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
-                return Err(invalid(
-                    format!("engine.save[{i}]"),
-                    format!("`{rule}` is not \"seconds changes\""),
-                ));
-            }
-        }
-        if self.engine.maxmemory_policy.is_empty()
-            || !self
-                .engine
-                .maxmemory_policy
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c == '-')
-        {
-            return Err(invalid(
-                "engine.maxmemory_policy".into(),
-                format!(
-                    "`{}` is not an eviction policy",
-                    self.engine.maxmemory_policy
-                ),
-            ));
-        }
-        match (self.engine.kind, &self.engine.primary) {
-            (EngineKind::Redis, None) if !self.peers.is_empty() => {
-                return Err(invalid(
-                    "engine.primary".into(),
-                    "kind = \"redis\" with peers needs the primary's node name".into(),
-                ));
-            }
-            (_, Some(p)) if !names.contains(p.as_str()) => {
-                return Err(invalid(
-                    "engine.primary".into(),
-                    format!("`{p}` is not a node of this fleet"),
-                ));
-            }
-            _ => {}
-        }
-        if self.fleet.poll_interval.is_zero() {
-            return Err(invalid(
-                "fleet.poll_interval".into(),
-                "must be more than 0".into(),
-            ));
-        }
-        if self.fleet.peer_timeout.is_zero() {
-            return Err(invalid(
-                "fleet.peer_timeout".into(),
-                "must be more than 0".into(),
-            ));
-        }
-        Ok(())
-    }
-
     /// Reads the secret files the config names. A relative path is looked up in systemd's
     /// `$CREDENTIALS_DIRECTORY`, where `LoadCredential=` puts them.
     pub fn read_secrets(&self, file: &Path) -> Result<Secrets, ConfigError> {
@@ -426,13 +291,6 @@ impl Config {
                 .to_owned(),
         }
     }
-}
-
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 #[cfg(test)]
