@@ -233,6 +233,26 @@ fn a_token_guards_everything_but_healthz() {
     }
     let (code, _) = get_with(&format!("{}/api/v1/node", d.url), Some("t0ken-value")).unwrap();
     assert_eq!(code, 200);
+    // The CLI sends the token from a file; without it the daemon cannot be asked (3).
+    // The engine is absent, so with the token the fleet is reachable but unhealthy (1).
+    let status = |token: Option<&std::path::Path>| {
+        let mut cmd = keyfleet();
+        cmd.args(["status", "--api", &d.url])
+            .env_remove("KEYFLEET_TOKEN_FILE");
+        if let Some(t) = token {
+            cmd.arg("--token-file").arg(t);
+        }
+        cmd.output().unwrap()
+    };
+    let out = status(None);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+    let out = status(Some(&token));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("solo"));
 }
 
 #[test]
