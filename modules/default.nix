@@ -4,6 +4,7 @@
   imports = [
     ./keyfleet.nix
     ./keydb.nix
+    ./keydb-acl.nix
     ./firewall.nix
     ./monitoring.nix
   ];

@@ -1,10 +1,8 @@
 # The node's engine: KeyDB in active-replica multi-master mode with every peer (or Redis,
 # one primary and replicas). Its config is rendered at build time by
 # `keyfleet render keydb-conf` from the daemon's TOML, so a generation holds the exact
-# engine config and a rollback restores it. Secrets (ACL users, the replication
-# credential) never reach the store: an ExecStartPre script writes them from
-# LoadCredential= files into /run/keydb/secrets.conf, which the rendered config includes
-# last.
+# engine config and a rollback restores it. ACL users and the replication credential
+# are keydb-acl.nix's.
 {
   config,
   lib,
@@ -16,112 +14,8 @@ let
   cfg = config.services.keyfleet;
   ecfg = cfg.engine;
 
-  runtimeDir = "/run/keydb";
-  secretsConf = "${runtimeDir}/secrets.conf";
   dataDir = "/var/lib/keydb";
-
-  # Rules every ACL user gets after its own: no Lua (the unpatched Lua CVEs in
-  # pkgs/keydb), no HyperLogLog (CVE-2025-32023).
-  deniedCategories = [
-    "-@scripting"
-    "-@hyperloglog"
-  ];
-
-  userModule = {
-    options = {
-      passwordFile = lib.mkOption {
-        type = lib.types.path;
-        description = ''
-          File holding the user's password (letters, digits and `._~+/=-` only, as
-          `openssl rand -base64 32` makes). Stored in the engine as its SHA-256 only.
-        '';
-      };
-      rules = lib.mkOption {
-        type = lib.types.listOf lib.types.str;
-        default = [
-          "~*"
-          "&*"
-          "+@all"
-          "-@dangerous"
-        ];
-        description = ''
-          ACL rules of the user. `-@scripting` and `-@hyperloglog` are always appended:
-          KeyDB 6.3.4 carries unpatched Lua and HyperLogLog vulnerabilities.
-        '';
-      };
-    };
-  };
-
-  # name -> { credential; rules } for every ACL user the secrets file defines.
-  aclUsers =
-    lib.optionalAttrs (ecfg.passwordFile != null) {
-      ${ecfg.user} = {
-        credential = "engine-password";
-        inherit (ecfg) rules;
-      };
-    }
-    // lib.optionalAttrs (ecfg.replication.passwordFile != null) {
-      # Only what a replica sends its master: the handshake and the sync.
-      ${ecfg.replication.user} = {
-        credential = "replication-password";
-        rules = [
-          "+ping"
-          "+replping"
-          "+replconf"
-          "+sync"
-          "+psync"
-        ];
-      };
-    }
-    // lib.mapAttrs (name: user: {
-      credential = "user-${name}";
-      inherit (user) rules;
-    }) ecfg.users;
-
-  credentials =
-    lib.optional (ecfg.passwordFile != null) "engine-password:${ecfg.passwordFile}"
-    ++ lib.optional (
-      ecfg.replication.passwordFile != null
-    ) "replication-password:${ecfg.replication.passwordFile}"
-    ++ lib.mapAttrsToList (name: user: "user-${name}:${user.passwordFile}") ecfg.users;
-
-  writeSecrets = pkgs.writeShellScript "keydb-write-secrets" ''
-    set -euo pipefail
-    umask 0077
-
-    # Reads a credential; refuses characters the engine's config parser would split on.
-    secret() {
-      local value
-      value=$(< "$CREDENTIALS_DIRECTORY/$1")
-      value=''${value%$'\n'}
-      if [[ ! $value =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
-        echo "keydb: credential $1 is empty or has characters other than A-Z a-z 0-9 ._~+/=-" >&2
-        exit 1
-      fi
-      printf '%s' "$value"
-    }
-    hash() {
-      secret "$1" | ${lib.getExe' pkgs.coreutils "sha256sum"} | ${lib.getExe' pkgs.coreutils "cut"} -d' ' -f1
-    }
-
-    tmp=$(${lib.getExe' pkgs.coreutils "mktemp"} ${runtimeDir}/.secrets.XXXXXX)
-    {
-      # No unauthenticated client: the default user can do nothing.
-      echo "user default reset"
-      ${lib.concatStrings (
-        lib.mapAttrsToList (name: user: ''
-          echo "user ${name} reset on #$(hash ${user.credential}) ${
-            lib.concatStringsSep " " (user.rules ++ deniedCategories)
-          }"
-        '') aclUsers
-      )}
-      ${lib.optionalString (ecfg.replication.passwordFile != null) ''
-        echo "masteruser ${ecfg.replication.user}"
-        echo "masterauth $(secret replication-password)"
-      ''}
-    } > "$tmp"
-    ${lib.getExe' pkgs.coreutils "mv"} "$tmp" ${secretsConf}
-  '';
+  runtimeDir = "/run/keydb";
 
   engineConf = pkgs.runCommand "keydb-${cfg.nodeName}.conf" { } ''
     ${lib.getExe cfg.package} render keydb-conf --config ${cfg.configFile} > $out
@@ -223,63 +117,6 @@ in
       description = "The daemon gives up on one engine command after this long.";
     };
 
-    user = lib.mkOption {
-      type = lib.types.str;
-      default = "keyfleet";
-      description = "ACL user the daemon authenticates as.";
-    };
-
-    passwordFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.path;
-      default = null;
-      description = ''
-        File holding the daemon user's password. Required: the engine admits no
-        unauthenticated client.
-      '';
-      example = "/run/secrets/keyfleet/engine-password";
-    };
-
-    rules = lib.mkOption {
-      type = lib.types.listOf lib.types.str;
-      default = [
-        "~*"
-        "&*"
-        "+@all"
-        "-@dangerous"
-        "+info"
-        "+bgsave"
-        "+lastsave"
-        "+config|get"
-      ];
-      description = ''
-        ACL rules of the daemon's user (INFO, BGSAVE, SCAN and reads).
-        `-@scripting` and `-@hyperloglog` are always appended.
-      '';
-    };
-
-    replication = {
-      user = lib.mkOption {
-        type = lib.types.str;
-        default = "replication";
-        description = "ACL user the peers' engines replicate as (masteruser).";
-      };
-      passwordFile = lib.mkOption {
-        type = lib.types.nullOr lib.types.path;
-        default = null;
-        description = "File holding the replication user's password; the same on every node.";
-        example = "/run/secrets/keyfleet/replication-password";
-      };
-    };
-
-    users = lib.mkOption {
-      type = lib.types.attrsOf (lib.types.submodule userModule);
-      default = { };
-      description = "Application ACL users of the engine.";
-      example = lib.literalExpression ''
-        { app.passwordFile = "/run/secrets/keyfleet/app-password"; }
-      '';
-    };
-
     allowedSources = lib.mkOption {
       type = lib.types.listOf lib.types.str;
       default = [ ];
@@ -313,20 +150,8 @@ in
   config = lib.mkIf cfg.enable {
     assertions = [
       {
-        assertion = ecfg.passwordFile != null;
-        message = "services.keyfleet.engine.passwordFile must be set: the engine admits no unauthenticated client.";
-      }
-      {
-        assertion = cfg.peers == [ ] || ecfg.replication.passwordFile != null;
-        message = "services.keyfleet.engine.replication.passwordFile must be set when the node has peers.";
-      }
-      {
         assertion = ecfg.kind == "keydb" || cfg.peers == [ ] || ecfg.primary != null;
         message = ''services.keyfleet.engine.kind = "redis" with peers needs services.keyfleet.engine.primary.'';
-      }
-      {
-        assertion = !(aclUsers ? default);
-        message = "services.keyfleet.engine: the ACL user `default` is reserved (it is switched off).";
       }
     ];
 
@@ -338,19 +163,14 @@ in
         maxmemory
         appendonly
         save
-        user
         ;
       data_dir = dataDir;
       maxmemory_policy = ecfg.maxmemoryPolicy;
       server_threads = ecfg.serverThreads;
       connect_timeout = ecfg.connectTimeout;
       command_timeout = ecfg.commandTimeout;
-      include = secretsConf;
     }
     // lib.optionalAttrs (ecfg.unixSocket != null) { unix_socket = ecfg.unixSocket; }
-    // lib.optionalAttrs (ecfg.passwordFile != null) {
-      password_file = "/run/credentials/keyfleet.service/engine-password";
-    }
     // lib.optionalAttrs (ecfg.primary != null) { inherit (ecfg) primary; };
 
     services.keyfleet.engine.configFile = engineConf;
@@ -380,7 +200,6 @@ in
       # differs for this service.
       serviceConfig = import ./sandbox.nix // {
         Type = "notify";
-        ExecStartPre = writeSecrets;
         ExecStart = "${
           lib.getExe' ecfg.package (ecfg.package.serverBin or "keydb-server")
         } ${engineConf} --supervised systemd";
@@ -389,7 +208,6 @@ in
         RestartSec = "2s";
         User = "keydb";
         Group = "keydb";
-        LoadCredential = credentials;
         RuntimeDirectory = "keydb";
         RuntimeDirectoryMode = "0750";
         StateDirectory = "keydb";
