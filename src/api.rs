@@ -57,7 +57,7 @@ async fn healthz() -> Json<serde_json::Value> {
 
 async fn readyz(Ax(state): Ax<Arc<State>>) -> Response {
     let node = fleet::local_node(&state).await;
-    let reasons = fleet::not_ready_reasons(&node);
+    let reasons = node.problems();
     if reasons.is_empty() {
         Json(json!({"ready": true})).into_response()
     } else {

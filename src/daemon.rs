@@ -7,8 +7,8 @@ use crate::engine::{Engine, EngineOptions, Secret, Target};
 use crate::metrics::Metrics;
 use sd_notify::NotifyState;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Everything the API handlers and workers share.
@@ -18,15 +18,6 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The bearer token the API requires and sends to peers.
     pub token: Option<String>,
-    pub started: Instant,
-    /// What the poller saw last, for STATUS= lines and the logs.
-    pub poller: Mutex<PollerState>,
-}
-
-#[derive(Default, Debug, Clone)]
-pub struct PollerState {
-    pub summary: String,
-    pub last_error: Option<String>,
 }
 
 pub fn main(config_path: &Path) -> u8 {
@@ -72,8 +63,6 @@ pub fn main(config_path: &Path) -> u8 {
             engine,
             metrics: Arc::new(Metrics::new()),
             token: secrets.api_token,
-            started: Instant::now(),
-            poller: Mutex::new(PollerState::default()),
             config,
         });
         serve(state, listener).await
@@ -138,25 +127,25 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
 async fn poll_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(state.config.fleet.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Only a change is logged and sent as STATUS=, so a steady node stays quiet.
+    let mut last_summary = String::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
         let node = crate::fleet::local_node(&state).await;
-        let reasons = crate::fleet::not_ready_reasons(&node);
+        let reasons = node.problems();
         let summary = crate::fleet::summary_line(&node, &reasons);
-        let mut p = state.poller.lock().expect("poller lock");
-        if p.summary != summary {
+        if last_summary != summary {
             if reasons.is_empty() {
                 tracing::info!("{summary}");
             } else {
                 tracing::warn!("{summary}");
             }
             notify(&[NotifyState::Status(&summary)]);
-            p.summary = summary;
+            last_summary = summary;
         }
-        p.last_error = reasons.first().cloned();
     }
 }
 

@@ -61,11 +61,6 @@ pub async fn local_node(state: &State) -> NodeStatus {
     read_local(state).await.0
 }
 
-/// Why this node is not ready, one line each; empty when it is.
-pub fn not_ready_reasons(node: &NodeStatus) -> Vec<String> {
-    node.problems()
-}
-
 /// One line for systemd's STATUS= and the log.
 pub fn summary_line(node: &NodeStatus, reasons: &[String]) -> String {
     if reasons.is_empty() {

@@ -24,8 +24,7 @@ impl Config {
         }
         let mut names = HashSet::from([self.node_name.as_str()]);
         let mut endpoints: HashSet<(String, u16)> = HashSet::new();
-        let local_host = self.engine.bind.clone();
-        endpoints.insert((local_host.clone(), self.engine.port));
+        endpoints.insert((self.engine.bind.clone(), self.engine.port));
         if !endpoints.insert((self.api.listen.ip().to_string(), self.api.listen.port())) {
             return Err(invalid(
                 "api.listen".into(),
