@@ -10,6 +10,8 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
@@ -156,7 +158,7 @@ fn run(args: DevArgs) -> Result<(), String> {
     let _ = std::fs::remove_file(dir.join("fleet.json"));
     let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
 
-    let shutdown = shutdown_flag()?;
+    let (rt, shutdown) = runtime_with_shutdown_flag()?;
     let mut children: Vec<Supervised> = Vec::new();
     let mut fleet = Vec::new();
     for n in &nodes {
@@ -201,7 +203,7 @@ fn run(args: DevArgs) -> Result<(), String> {
         });
     }
 
-    wait_ready(&nodes, &mut children, args.ready_timeout, &shutdown)?;
+    wait_ready(&rt, &nodes, &mut children, args.ready_timeout, &shutdown)?;
     let fleet_json =
         serde_json::to_string_pretty(&serde_json::json!({ "nodes": fleet })).expect("json");
     std::fs::write(dir.join("fleet.json"), fleet_json + "\n")
@@ -226,7 +228,7 @@ fn run(args: DevArgs) -> Result<(), String> {
     );
     print!("{summary}");
 
-    while !shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+    while !shutdown.load(Ordering::SeqCst) {
         for c in children.iter_mut().filter(|c| !c.exited) {
             if let Ok(Some(status)) = c.child.try_wait() {
                 eprintln!(
@@ -300,52 +302,47 @@ fn spawn(cmd: &mut Command, log: &Path) -> Result<Child, String> {
         .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))
 }
 
-fn shutdown_flag() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, String> {
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        signal_hook_flag(sig, flag.clone())?;
-    }
-    Ok(flag)
-}
-
-fn signal_hook_flag(
-    sig: libc::c_int,
-    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(), String> {
-    // A tiny tokio runtime thread turns the signal into the flag; no extra crate.
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// One small runtime for `dev`: it turns SIGINT and SIGTERM into the shutdown flag the
+/// supervision loop polls, and runs the readiness requests.
+fn runtime_with_shutdown_flag() -> Result<(tokio::runtime::Runtime, Arc<AtomicBool>), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
-    let mut stream = rt
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let (mut int, mut term) = rt
         .block_on(async {
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(sig))
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
         })
-        .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            stream.recv().await;
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        })
+        .map_err(|e| format!("cannot handle SIGINT/SIGTERM: {e}"))?;
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    rt.spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        set.store(true, Ordering::SeqCst);
     });
-    Ok(())
+    Ok((rt, flag))
 }
 
 fn wait_ready(
+    rt: &tokio::runtime::Runtime,
     nodes: &[Node],
     children: &mut [Supervised],
     timeout: Duration,
-    shutdown: &std::sync::atomic::AtomicBool,
+    shutdown: &AtomicBool,
 ) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<&Node> = nodes.iter().collect();
     let mut last = String::new();
     while !pending.is_empty() {
-        if shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+        if shutdown.load(Ordering::SeqCst) {
             return Err("interrupted while waiting for the fleet".into());
         }
         for c in children.iter_mut() {
@@ -357,7 +354,7 @@ fn wait_ready(
                 ));
             }
         }
-        pending.retain(|n| match readyz(&rt, n.api_port) {
+        pending.retain(|n| match readyz(rt, n.api_port) {
             Some((200, _)) => false,
             Some((_, body)) => {
                 last = format!("{}: {body}", n.name);

@@ -42,14 +42,13 @@ pub async fn get(url: &str, bearer: Option<&str>) -> Result<Response, HttpError>
     }
     let path = if path.is_empty() { "/" } else { path };
     let addr = authority.to_owned();
-    // "[::1]:9850" connects as "::1" port 9850; tokio resolves "host:port" strings.
-    let stream =
-        tokio::net::TcpStream::connect(authority.trim_start_matches('[').replacen("]:", ":", 1))
-            .await
-            .map_err(|source| HttpError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
+    // tokio parses "[::1]:9850" and "10.0.0.2:9850" itself and resolves "host:port".
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|source| HttpError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|source| HttpError::Exchange {
@@ -97,6 +96,29 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn speaks_to_an_ipv6_literal() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "skipped: no IPv6 loopback here");
+            return;
+        };
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = sock.read(&mut buf).await.unwrap();
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        });
+        let resp = get(&format!("http://[::1]:{port}/healthz"), None)
+            .await
+            .unwrap();
+        assert_eq!((resp.status, &resp.body[..]), (200, &b"ok"[..]));
     }
 
     #[tokio::test]
