@@ -265,8 +265,9 @@ fn node_toml(n: &Node, all: &[Node], kind: EngineKind, node_dir: &Path) -> Strin
     );
     let _ = writeln!(
         t,
-        "data_dir = {:?}",
-        node_dir.join("data").display().to_string()
+        "data_dir = {}",
+        // TOML's own quoting: a path may hold quotes, backslashes or non-ASCII.
+        toml::Value::String(node_dir.join("data").display().to_string())
     );
     t.push_str("maxmemory = \"256MiB\"\nappendonly = false\nsave = []\nserver_threads = 1\n");
     if kind == EngineKind::Redis {

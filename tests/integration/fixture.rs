@@ -26,7 +26,10 @@ pub fn free_port() -> u16 {
 
 /// A base port P with P..P+n and P+100..P+100+n all free right now.
 pub fn free_base_port(n: u16) -> u16 {
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seed = u64::from(std::process::id()) ^ now.subsec_nanos() as u64;
     let mut candidate = 20000 + (seed.wrapping_mul(2654435761) % 20000) as u16;
     loop {
         let free = (0..n)
