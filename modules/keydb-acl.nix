@@ -14,6 +14,8 @@ let
   cfg = config.services.keyfleet;
   ecfg = cfg.engine;
 
+  # The keydb service's RuntimeDirectory (modules/keydb.nix): systemd creates it, owned
+  # by keydb, before ExecStartPre runs.
   runtimeDir = "/run/keydb";
   secretsConf = "${runtimeDir}/secrets.conf";
 
