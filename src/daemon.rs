@@ -61,7 +61,7 @@ pub fn main(config_path: &Path) -> u8 {
         let engine = engine_for(&config, secrets.engine_password);
         let state = Arc::new(State {
             engine,
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::with_databases(config.engine.databases)),
             token: secrets.api_token,
             config,
         });
@@ -136,9 +136,9 @@ async fn poll_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
         }
         let node = crate::fleet::local_node(&state).await;
         let reasons = node.problems();
-        let summary = crate::fleet::summary_line(&node, &reasons);
+        let summary = crate::fleet::summary_line(&node, &reasons, state.engine.has_answered());
         if last_summary != summary {
-            if reasons.is_empty() {
+            if reasons.is_empty() || !state.engine.has_answered() {
                 tracing::info!("{summary}");
             } else {
                 tracing::warn!("{summary}");

@@ -6,7 +6,7 @@
 use crate::config::{Config, EngineKind, Peer};
 use crate::daemon::State;
 use crate::engine::info::Info;
-use crate::engine::status::{NodeStatus, PeerRef};
+use crate::engine::status::{NodeError, NodeStatus, PeerRef};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::{Instant, SystemTime};
@@ -44,11 +44,19 @@ pub async fn read_local(state: &State) -> (NodeStatus, Option<Info>) {
             (status, Some(info))
         }
         Err(e) => {
-            state.metrics.record_error(e.code());
+            // Before the engine has first answered, the daemon is only early (both start
+            // together); STATUS= says it is waiting instead (see `summary_line`).
+            if state.engine.has_answered() {
+                state.metrics.record_error(e.code());
+            }
+            let error = NodeError {
+                code: e.code(),
+                message: e.to_string(),
+            };
             let status = NodeStatus::down(
                 &c.node_name,
                 c.engine.kind,
-                format!("{}: {e}", e.code()),
+                error,
                 &peers,
                 SystemTime::now(),
             );
@@ -61,9 +69,13 @@ pub async fn local_node(state: &State) -> NodeStatus {
     read_local(state).await.0
 }
 
-/// One line for systemd's STATUS= and the log.
-pub fn summary_line(node: &NodeStatus, reasons: &[String]) -> String {
-    if reasons.is_empty() {
+/// One line for systemd's STATUS= and the log. `engine_answered`: whether the engine
+/// has ever answered; until then a down engine is awaited, not failed.
+pub fn summary_line(node: &NodeStatus, reasons: &[String], engine_answered: bool) -> String {
+    if !node.up && !engine_answered {
+        let why = node.error.as_ref().map_or("", |e| e.code);
+        format!("starting: waiting for the engine to answer ({why})")
+    } else if reasons.is_empty() {
         let up = node.links.len();
         format!(
             "ready: {} {}, {up}/{up} links up, {} keys",

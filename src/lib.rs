@@ -3,6 +3,7 @@
 //! command line; every concern lives in one module here.
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dev;

@@ -1,24 +1,18 @@
 //! `keyfleet status`: a client of a daemon's API that shows the fleet at a glance. It
-//! only reads `/api/v1/fleet` and formats it; health is decided by the daemon.
+//! only reads `/api/v1/fleet` and formats it; health is decided by the daemon. Which
+//! daemon it asks is `client`'s rule, shared by every client command.
 //! Exit status: 0 healthy, 1 unhealthy, 3 the daemon could not be asked.
 
+use crate::client::ClientArgs;
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
-    /// The daemon's API.
-    #[arg(long, env = "KEYFLEET_API", default_value = "http://127.0.0.1:9850")]
-    pub api: String,
-    /// File holding the API's bearer token.
-    #[arg(long, env = "KEYFLEET_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Print the daemon's JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Give up on the daemon after this long.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Give up on a daemon after this long.
     #[arg(long, default_value = "5s", value_parser = crate::config::parse_duration)]
     pub timeout: Duration,
 }
@@ -28,9 +22,9 @@ pub fn main(args: StatusArgs) -> u8 {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(fetch(&args)) {
+    match rt.block_on(args.client.get_json("/api/v1/fleet", args.timeout)) {
         Ok(fleet) => {
-            if args.json {
+            if args.client.json {
                 println!("{}", serde_json::to_string_pretty(&fleet).expect("json"));
             } else {
                 print!("{}", table(&fleet));
@@ -48,32 +42,6 @@ pub fn main(args: StatusArgs) -> u8 {
     }
 }
 
-async fn fetch(args: &StatusArgs) -> Result<Value, String> {
-    let url = format!("{}/api/v1/fleet", args.api.trim_end_matches('/'));
-    let token = match &args.token_file {
-        Some(f) => {
-            let t = std::fs::read_to_string(f)
-                .map_err(|e| format!("--token-file {}: {e}", f.display()))?;
-            Some(t.trim_end().to_owned())
-        }
-        None => None,
-    };
-    let resp = tokio::time::timeout(
-        args.timeout,
-        crate::http_client::get(&url, token.as_deref()),
-    )
-    .await
-    .map_err(|_| format!("{url}: no answer within {:?}", args.timeout))?
-    .map_err(|e| format!("cannot ask {url}: {e}"))?;
-    let body: Value =
-        serde_json::from_slice(&resp.body).map_err(|e| format!("{url}: not JSON: {e}"))?;
-    if resp.status != 200 {
-        let msg = body["error"]["message"].as_str().unwrap_or("no message");
-        return Err(format!("{url}: HTTP {}: {msg}", resp.status));
-    }
-    Ok(body)
-}
-
 /// The fleet as a fixed-width table, one row per node.
 pub fn table(fleet: &Value) -> String {
     let mut rows = vec![
@@ -81,11 +49,7 @@ pub fn table(fleet: &Value) -> String {
             .map(String::from)
             .to_vec(),
     ];
-    for n in fleet["nodes"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-    {
+    for n in nodes(fleet) {
         let up = n["up"].as_bool() == Some(true);
         let links = n["links"].as_array().map(Vec::as_slice).unwrap_or_default();
         let links_up = links.iter().filter(|l| l["status"] == "up").count();
@@ -108,7 +72,7 @@ pub fn table(fleet: &Value) -> String {
             if up {
                 "yes".into()
             } else {
-                format!("NO ({})", error_text(n))
+                format!("NO ({})", error_code(n))
             },
             n["role"].as_str().unwrap_or("-").to_owned(),
             link_cell,
@@ -136,16 +100,29 @@ pub fn table(fleet: &Value) -> String {
         "fleet: {}",
         if healthy { "healthy" } else { "UNHEALTHY" }
     );
+    // Messages can be long (URLs, OS errors): one line each under the table, so the
+    // table itself stays narrow.
+    for n in nodes(fleet).iter().filter(|n| n["up"] != true) {
+        let message = n["error"]["message"].as_str().unwrap_or("no message");
+        let _ = writeln!(
+            out,
+            "  {}: {}: {message}",
+            n["name"].as_str().unwrap_or("?"),
+            error_code(n)
+        );
+    }
     out
 }
 
-fn error_text(n: &Value) -> String {
-    let e = &n["error"];
-    e["code"]
-        .as_str()
-        .or(e.as_str())
-        .unwrap_or("down")
-        .to_owned()
+fn nodes(fleet: &Value) -> &[Value] {
+    fleet["nodes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn error_code(n: &Value) -> &str {
+    n["error"]["code"].as_str().unwrap_or("down")
 }
 
 fn human_bytes(b: u64) -> String {
@@ -182,6 +159,35 @@ mod tests {
         assert!(t.contains("1/2 up (down: node3)"), "{t}");
         assert!(t.contains("2.7MiB"), "{t}");
         assert!(t.contains("NO (peer_unreachable)"), "{t}");
-        assert!(t.ends_with("fleet: UNHEALTHY\n"), "{t}");
+        assert!(t.contains("fleet: UNHEALTHY\n"), "{t}");
+        assert!(t.ends_with("  node3: peer_unreachable: refused\n"), "{t}");
+    }
+
+    #[test]
+    fn a_long_error_stays_below_a_narrow_table() {
+        let message = "http://127.0.0.1:7102/api/v1/node: client error (Connect): tcp connect \
+                       error: Connection refused (os error 111)";
+        let fleet = serde_json::json!({
+            "healthy": false,
+            "nodes": [
+                {"name": "node1", "up": false, "role": null, "links": [],
+                 "error": {"code": "engine_unreachable", "message": message}},
+                {"name": "node2", "up": false,
+                 "error": {"code": "peer_unreachable", "message": message}}
+            ]
+        });
+        let t = table(&fleet);
+        let (rows, below) = t.split_once("fleet: UNHEALTHY\n").unwrap();
+        for row in rows.lines() {
+            assert!(row.len() <= 60, "{} columns: {row}", row.len());
+            assert!(!row.contains("refused"), "{row}");
+        }
+        assert!(rows.contains("NO (engine_unreachable)"), "{t}");
+        assert_eq!(
+            below,
+            format!(
+                "  node1: engine_unreachable: {message}\n  node2: peer_unreachable: {message}\n"
+            )
+        );
     }
 }

@@ -9,6 +9,7 @@ mod validate;
 pub use units::{parse_duration, parse_size};
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +30,25 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+}
+
+/// The value of one engine directive in `engine.settings`: `true`/`false` render as
+/// `yes`/`no`, a list as one line per element.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Directive {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    List(Vec<Scalar>),
+}
+
+/// One element of a list directive (`save = ["900 1", "300 10"]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Int(i64),
+    Str(String),
 }
 
 /// Which engine a node runs.
@@ -105,6 +125,14 @@ pub struct EngineConfig {
     /// KeyDB worker threads.
     #[serde(default = "default_threads")]
     pub server_threads: u32,
+    /// How many databases the engine has (`databases`); metrics list each one.
+    #[serde(default = "default_databases")]
+    pub databases: u32,
+    /// Further engine directives, rendered as they are (`"hz" = 20`, `"save" = [...]`);
+    /// one here replaces the directive a typed key above renders. Directives the daemon
+    /// depends on, or that carry secrets, are refused (see `validate`).
+    #[serde(default)]
+    pub settings: BTreeMap<String, Directive>,
     /// A run-time file the engine includes last (secrets that stay out of the store).
     pub include: Option<PathBuf>,
     /// With kind = "redis": the node the others replicate from.
@@ -188,6 +216,9 @@ fn default_true() -> bool {
 }
 fn default_threads() -> u32 {
     2
+}
+fn default_databases() -> u32 {
+    16
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(1)

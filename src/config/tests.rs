@@ -160,3 +160,57 @@ fn secrets_are_read_and_missing_ones_named() {
         "{e}"
     );
 }
+
+#[test]
+fn engine_settings_parse_every_value_kind() {
+    let c = parse(&minimal(
+        "databases = 4\n[engine.settings]\nhz = 20\nlatency-tracking = false\n\
+         maxmemory = \"3gb\"\nsave = [\"60 1000\", 3600]\n",
+    ))
+    .unwrap();
+    assert_eq!(c.engine.databases, 4);
+    assert_eq!(c.engine.settings["hz"], Directive::Int(20));
+    assert_eq!(
+        c.engine.settings["latency-tracking"],
+        Directive::Bool(false)
+    );
+    assert_eq!(
+        c.engine.settings["save"],
+        Directive::List(vec![Scalar::Str("60 1000".into()), Scalar::Int(3600)])
+    );
+    assert_eq!(parse(&minimal("")).unwrap().engine.databases, 16);
+}
+
+#[test]
+fn engine_settings_refuse_what_the_daemon_owns_and_secrets() {
+    for (line, key, why) in [
+        (
+            "port = 7001",
+            "engine.settings.port",
+            "set by `engine.port`",
+        ),
+        (
+            "masterauth = \"pw\"",
+            "engine.settings.masterauth",
+            "a secret",
+        ),
+        (
+            "replicaof = [\"10.0.0.2 6379\"]",
+            "engine.settings.replicaof",
+            "peers",
+        ),
+        ("Hz = 20", "engine.settings.Hz", "not a directive name"),
+        (
+            "logfile = \"a\\nb\"",
+            "engine.settings.logfile",
+            "line break",
+        ),
+        ("save = [\"\"]", "engine.settings.save", "empty"),
+    ] {
+        let e = error_of(&minimal(&format!("[engine.settings]\n{line}\n")));
+        assert!(e.contains(&format!("`{key}`")), "{line}: {e}");
+        assert!(e.contains(why), "{line}: {e}");
+    }
+    let e = error_of(&minimal("databases = 0"));
+    assert!(e.contains("`engine.databases`"), "{e}");
+}

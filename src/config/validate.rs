@@ -2,7 +2,7 @@
 //! and addresses unique across the fleet, no node its own peer, a token wherever the API
 //! leaves loopback. Each failure names the key; nothing here reads files.
 
-use super::{Config, ConfigError, EngineKind};
+use super::{Config, ConfigError, Directive, EngineKind, Scalar};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -126,6 +126,18 @@ impl Config {
             }
             _ => {}
         }
+        if self.engine.databases == 0 {
+            return Err(invalid(
+                "engine.databases".into(),
+                "an engine has at least 1 database".into(),
+            ));
+        }
+        for (name, value) in &self.engine.settings {
+            let key = format!("engine.settings.{name}");
+            if let Some(message) = directive_problem(name, value) {
+                return Err(invalid(key, message));
+            }
+        }
         if self.fleet.poll_interval.is_zero() {
             return Err(invalid(
                 "fleet.poll_interval".into(),
@@ -147,4 +159,64 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= 63
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// Engine directives `engine.settings` may not set: the typed keys that own them (the
+/// daemon dials, reads or counts on what they say), or secrets, which reach the engine
+/// through the run-time `include` file and never through this file or the Nix store.
+const RESERVED: &[(&str, &str)] = &[
+    ("bind", "set by `engine.bind`"),
+    ("port", "set by `engine.port`"),
+    ("unixsocket", "set by `engine.unix_socket`"),
+    ("dir", "set by `engine.data_dir`"),
+    ("databases", "set by `engine.databases`"),
+    ("include", "set by `engine.include`"),
+    (
+        "daemonize",
+        "the engine runs in the foreground under systemd or `keyfleet dev`",
+    ),
+    (
+        "replicaof",
+        "written from `peers` (and `engine.primary` for Redis)",
+    ),
+    (
+        "slaveof",
+        "written from `peers` (and `engine.primary` for Redis)",
+    ),
+    ("active-replica", "set by `engine.kind`"),
+    ("multi-master", "set by `engine.kind`"),
+    ("user", "a secret: ACL users come from the `include` file"),
+    ("masteruser", "a secret: it comes from the `include` file"),
+    ("masterauth", "a secret: it comes from the `include` file"),
+    ("requirepass", "a secret: it comes from the `include` file"),
+    ("aclfile", "ACL users come from the `include` file"),
+];
+
+/// Why one `engine.settings` entry cannot be rendered, or None when it can.
+fn directive_problem(name: &str, value: &Directive) -> Option<String> {
+    let well_formed = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !well_formed {
+        return Some(format!(
+            "`{name}` is not a directive name (lowercase letters, digits and `-`)"
+        ));
+    }
+    if let Some((_, why)) = RESERVED.iter().find(|(n, _)| *n == name) {
+        return Some(format!("cannot be set here: {why}"));
+    }
+    let bad_text = |s: &str| s.trim().is_empty() || s.chars().any(char::is_control);
+    match value {
+        Directive::Str(s) if bad_text(s) => Some(format!(
+            "{s:?} is empty or holds a line break or control character"
+        )),
+        Directive::List(items) => items.iter().find_map(|item| match item {
+            Scalar::Str(s) if bad_text(s) => Some(format!(
+                "list element {s:?} is empty or holds a line break or control character"
+            )),
+            _ => None,
+        }),
+        _ => None,
+    }
 }

@@ -287,3 +287,69 @@ async fn a_hung_engine_is_a_timeout_and_the_client_recovers() {
     assert!(started.elapsed() < Duration::from_secs(1));
     engine.info().await.unwrap();
 }
+
+/// The daemon's client, as a user with exactly `daemon.acl`'s rules, reads everything it
+/// reads in production, is refused what it does not need (CONFIG GET would show
+/// `masterauth` in clear), and leaves no denial in the engine's ACL LOG: it sends
+/// nothing it is not allowed. KeyDB when KEYFLEET_KEYDB_SERVER is set, else redis-server.
+#[tokio::test]
+async fn the_daemon_acl_rules_are_exactly_enough() {
+    let binary = match crate::dev::find_engine() {
+        Some((path, _)) => path,
+        None => match redis_server() {
+            Some(path) => path,
+            None => return,
+        },
+    };
+    let server = start(&binary, free_port(), &[]).await;
+    let admin = redis::Client::open(format!("redis://127.0.0.1:{}", server.port)).unwrap();
+    let mut conn = admin.get_multiplexed_async_connection().await.unwrap();
+    let rules = daemon_acl_rules();
+    assert!(!rules.is_empty());
+    let mut setuser = vec!["SETUSER", "keyfleet", "reset", "on", ">daemon-pw"];
+    setuser.extend(&rules);
+    let _: () = redis::cmd("ACL")
+        .arg(&setuser[..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("LOG")
+        .arg("RESET")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let engine = Engine::new(EngineOptions {
+        user: Some("keyfleet".into()),
+        ..options(server.port, Some("daemon-pw"))
+    });
+    let info = engine.info().await.unwrap();
+    assert!(info.get("redis_version").is_some());
+    assert!(info.get("connected_clients").is_some());
+    let status = NodeStatus::from_info(
+        "node1",
+        crate::config::EngineKind::Redis,
+        &info,
+        &[],
+        std::time::SystemTime::now(),
+    );
+    assert!(status.up && status.keys.is_some());
+
+    let denied = engine
+        .run::<Vec<String>>("CONFIG", &["GET", "masterauth"])
+        .await;
+    assert_eq!(
+        denied.unwrap_err().code(),
+        "engine_no_permission",
+        "CONFIG GET reads masterauth in clear: the daemon must not have it"
+    );
+    let log: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // Exactly the one refusal this test provoked: the client's own handshake and INFO
+    // were all allowed.
+    assert_eq!(log.len(), 1, "ACL LOG: {log:?}");
+}

@@ -7,7 +7,7 @@ pub mod info;
 pub mod status;
 
 pub use info::{Info, InfoError};
-pub use status::{LinkStatus, NodeStatus, PeerLink, PeerRef};
+pub use status::{LinkStatus, NodeError, NodeStatus, PeerLink, PeerRef};
 
 use redis::aio::MultiplexedConnection;
 use redis::{
@@ -16,8 +16,19 @@ use redis::{
 };
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
+
+/// The ACL rules the daemon's engine user needs (after `reset`), one per item: exactly
+/// the commands this module sends. From `daemon.acl`, which the NixOS module reads too.
+pub fn daemon_acl_rules() -> Vec<&'static str> {
+    include_str!("daemon.acl")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
 
 /// A password that never shows up in `Debug` output, logs or errors.
 #[derive(Clone, PartialEq, Eq)]
@@ -124,6 +135,8 @@ pub struct Engine {
     options: EngineOptions,
     client: redis::Client,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// Set once the engine has answered a connection, even to refuse the credentials.
+    answered: AtomicBool,
 }
 
 impl fmt::Debug for Engine {
@@ -152,7 +165,14 @@ impl Engine {
             options,
             client,
             conn: Mutex::new(None),
+            answered: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the engine has ever answered since this client was made. Until it has, a
+    /// failure to reach it is the daemon starting before its engine, not an error.
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
     }
 
     pub fn target(&self) -> &Target {
@@ -250,10 +270,14 @@ impl Engine {
         );
         let conn = match attempt.await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) if is_auth_error(&e) => return Err(self.auth_failed()),
+            Ok(Err(e)) if is_auth_error(&e) => {
+                self.answered.store(true, Ordering::Relaxed);
+                return Err(self.auth_failed());
+            }
             Ok(Err(e)) => return Err(self.unreachable(e.to_string())),
             Err(_) => return Err(self.unreachable(format!("no connection within {limit:?}"))),
         };
+        self.answered.store(true, Ordering::Relaxed);
         *slot = Some(conn.clone());
         Ok(conn)
     }

@@ -76,8 +76,16 @@ pub struct NodeStatus {
     /// RFC 3339, UTC.
     pub checked_at: String,
     pub checked_at_unix: f64,
+    /// Why the engine is down, as in a fleet entry: a stable code and a message.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub error: Option<NodeError>,
+}
+
+/// Why a node's engine did not answer: `code` is an `EngineError` code.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeError {
+    pub code: &'static str,
+    pub message: String,
 }
 
 const NOT_A_MASTER: &str = "not configured as a master in the engine";
@@ -132,7 +140,7 @@ impl NodeStatus {
     pub fn down(
         name: &str,
         configured: EngineKind,
-        error: impl Into<String>,
+        error: NodeError,
         peers: &[PeerRef],
         checked_at: SystemTime,
     ) -> NodeStatus {
@@ -166,7 +174,7 @@ impl NodeStatus {
             links,
             checked_at: rfc3339(checked_at),
             checked_at_unix: unix_seconds(checked_at),
-            error: Some(error.into()),
+            error: Some(error),
         }
     }
 
@@ -174,8 +182,10 @@ impl NodeStatus {
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.up {
-            let error = self.error.as_deref().unwrap_or("no answer");
-            problems.push(format!("engine is down: {error}"));
+            match &self.error {
+                Some(e) => problems.push(format!("engine is down: {}: {}", e.code, e.message)),
+                None => problems.push("engine is down".into()),
+            }
             return problems;
         }
         for link in self.links.iter().filter(|l| l.status == LinkStatus::Down) {

@@ -38,8 +38,9 @@ fn link<'a>(s: &'a NodeStatus, peer: &str) -> &'a PeerLink {
 
 #[test]
 fn every_fixture_is_covered() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/info");
-    let files = std::fs::read_dir(dir).expect("shared/ sits beside the crate");
+    // The crate's own copy: the Nix build and a user's clone have nothing beside it.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/info");
+    let files = std::fs::read_dir(dir).expect("fixtures/info is part of the crate");
     let known = [
         "keydb-6.3.4-multimaster-all-up.info",
         "keydb-6.3.4-multimaster-one-peer-down.info",
@@ -249,7 +250,10 @@ fn down_node() {
     let s = NodeStatus::down(
         "node1",
         EngineKind::Keydb,
-        "connection refused",
+        NodeError {
+            code: "engine_unreachable",
+            message: "connection refused".into(),
+        },
         &[peer("node2", 7102)],
         at(),
     );
@@ -258,9 +262,13 @@ fn down_node() {
     assert_eq!(s.links[0].status, LinkStatus::Down);
     assert_eq!(s.links[0].reason, Some(ENGINE_DOWN));
     let json = serde_json::to_value(&s).unwrap();
-    assert_eq!(json["error"], "connection refused");
+    assert_eq!(json["error"]["code"], "engine_unreachable");
+    assert_eq!(json["error"]["message"], "connection refused");
     assert!(json["keys"].is_null() && json["role"].is_null());
-    assert_eq!(s.problems(), ["engine is down: connection refused"]);
+    assert_eq!(
+        s.problems(),
+        ["engine is down: engine_unreachable: connection refused"]
+    );
 }
 
 #[test]

@@ -55,6 +55,8 @@ const PEER_IO: Family = Family::gauge(
 /// The daemon's metrics registry. Share it as `Arc<Metrics>`; every method takes `&self`.
 pub struct Metrics {
     fields: redis::FieldIndex,
+    /// The engine's `databases`: each one is listed in `redis_db_keys`.
+    databases: u32,
     polls: AtomicU64,
     info_nanos: AtomicU64,
     /// Few distinct codes, so a vector beats a map; insertion order keeps output stable.
@@ -68,9 +70,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A registry for an engine with the default 16 databases.
     pub fn new() -> Metrics {
+        Metrics::with_databases(16)
+    }
+
+    /// A registry for an engine with `databases` databases (`engine.databases`).
+    pub fn with_databases(databases: u32) -> Metrics {
         Metrics {
             fields: redis::FieldIndex::new(),
+            databases,
             polls: AtomicU64::new(0),
             info_nanos: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
@@ -101,7 +110,7 @@ impl Metrics {
     pub fn render(&self, status: &NodeStatus, info: Option<&Info>) -> String {
         let mut out = Exposition::with_capacity(16 * 1024);
         match info {
-            Some(info) => redis::render(&mut out, &self.fields, info),
+            Some(info) => redis::render(&mut out, &self.fields, info, self.databases),
             None => out.sample(&redis::UP, &[], 0.0),
         }
         self.render_own(&mut out, status);

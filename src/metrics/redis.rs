@@ -234,7 +234,9 @@ impl FieldIndex {
 }
 
 /// Every `redis_*` sample of one INFO reply.
-pub fn render(out: &mut Exposition, index: &FieldIndex, info: &Info) {
+/// `databases`: how many the engine has; each gets `redis_db_keys` and
+/// `redis_db_keys_expiring`, 0 when INFO does not list it (as redis_exporter does).
+pub fn render(out: &mut Exposition, index: &FieldIndex, info: &Info, databases: u32) {
     out.sample(&UP, &[], 1.0);
     // One pass over the reply fills a slot per field; the first value of a repeated key wins.
     let mut values: Vec<Option<&str>> = vec![None; FIELDS.len()];
@@ -266,7 +268,7 @@ pub fn render(out: &mut Exposition, index: &FieldIndex, info: &Info) {
     let labels = INSTANCE_LABELS.map(|key| (key, info.get(key).unwrap_or("")));
     out.sample(&INSTANCE, &labels, 1.0);
     replication(out, info);
-    keyspace(out, info);
+    keyspace(out, info, databases);
     commands(out, info);
 }
 
@@ -320,13 +322,26 @@ fn replication(out: &mut Exposition, info: &Info) {
     }
 }
 
-fn keyspace(out: &mut Exposition, info: &Info) {
+fn keyspace(out: &mut Exposition, info: &Info, databases: u32) {
     let dbs: Vec<_> = info.dbs().map(|d| (d, format!("db{}", d.db))).collect();
-    for (d, db) in &dbs {
-        out.sample(&DB_KEYS, &[("db", db)], d.keys as f64);
+    // Every database, listed in INFO or not, so that an empty one reads 0, not "no data".
+    let mut all: Vec<(String, u64, u64)> = (0..databases)
+        .map(|n| {
+            let listed = dbs.iter().find(|(d, _)| d.db == n);
+            let (keys, expires) = listed.map_or((0, 0), |(d, _)| (d.keys, d.expires));
+            (format!("db{n}"), keys, expires)
+        })
+        .collect();
+    all.extend(
+        dbs.iter()
+            .filter(|(d, _)| d.db >= databases)
+            .map(|(d, db)| (db.clone(), d.keys, d.expires)),
+    );
+    for (db, keys, _) in &all {
+        out.sample(&DB_KEYS, &[("db", db)], *keys as f64);
     }
-    for (d, db) in &dbs {
-        out.sample(&DB_EXPIRING, &[("db", db)], d.expires as f64);
+    for (db, _, expires) in &all {
+        out.sample(&DB_EXPIRING, &[("db", db)], *expires as f64);
     }
     for (d, db) in &dbs {
         out.sample(&DB_TTL, &[("db", db)], d.avg_ttl_ms as f64 / 1000.0);

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::EngineKind;
-use crate::engine::PeerRef;
+use crate::engine::{NodeError, PeerRef};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -293,7 +293,10 @@ fn engine_down_renders_redis_up_zero() {
     let status = NodeStatus::down(
         "node1",
         EngineKind::Keydb,
-        "refused",
+        NodeError {
+            code: "engine_unreachable",
+            message: "refused".into(),
+        },
         &peers(),
         SystemTime::now(),
     );
@@ -385,3 +388,41 @@ fn promtool_check(text: &str) {
 
 /// redis_exporter names newer than the 1.45 capture.
 const NEWER_EXPORTER_NAMES: &[&str] = &["redis_instantaneous_ops_per_sec"];
+
+#[test]
+fn every_database_is_listed_like_redis_exporter_does() {
+    let ours = parse(&render(ALL_UP).1);
+    let theirs = parse(EXPORTER);
+    for family in ["redis_db_keys", "redis_db_keys_expiring"] {
+        let series = |p: &Parsed| -> BTreeSet<String> {
+            p.samples
+                .keys()
+                .filter(|s| family_of(s) == family)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(series(&ours), series(&theirs), "{family}");
+        assert_eq!(series(&ours).len(), 16, "{family}");
+    }
+    // Databases INFO does not list read 0, as the exporter's do.
+    assert_eq!(ours.samples["redis_db_keys{db=\"db15\"}"], 0.0);
+    assert_eq!(theirs.samples["redis_db_keys{db=\"db15\"}"], 0.0);
+    assert_eq!(ours.samples["redis_db_keys_expiring{db=\"db7\"}"], 0.0);
+
+    // An engine configured with 4 databases lists exactly db0..db3.
+    let info = Info::parse(ALL_UP).unwrap();
+    let status = NodeStatus::from_info(
+        "node1",
+        EngineKind::Keydb,
+        &info,
+        &peers(),
+        SystemTime::now(),
+    );
+    let text = Metrics::with_databases(4).render(&status, Some(&info));
+    let dbs: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("redis_db_keys{db=\""))
+        .map(|l| l.split('"').next().unwrap())
+        .collect();
+    assert_eq!(dbs, ["db0", "db1", "db2", "db3"]);
+}

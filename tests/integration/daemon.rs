@@ -14,8 +14,11 @@ struct Engine {
 
 impl Engine {
     fn start() -> Option<Engine> {
+        Engine::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Option<Engine> {
         let (bin, _) = engine()?;
-        let port = free_port();
         let child = std::process::Command::new(bin)
             .args([
                 "--port",
@@ -143,17 +146,21 @@ fn node_view_metrics_and_errors() {
     assert_eq!(code, 200);
     assert_eq!(node["up"], false);
     // The first call finds the old connection broken; the next ones cannot connect.
-    let error = node["error"].as_str().unwrap();
+    let code = node["error"]["code"].as_str().unwrap();
     assert!(
-        error.starts_with("engine_connection_lost") || error.starts_with("engine_unreachable"),
+        code == "engine_connection_lost" || code == "engine_unreachable",
         "{node}"
     );
+    assert!(
+        node["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("engine")
+    );
+    assert_node_matches_openapi(&d.url, &node);
     let unreachable = eventually(Duration::from_secs(5), || {
         let (_, node) = get(&format!("{}/api/v1/node", d.url))?;
-        node["error"]
-            .as_str()?
-            .starts_with("engine_unreachable")
-            .then_some(())
+        (node["error"]["code"] == "engine_unreachable").then_some(())
     });
     assert!(
         unreachable.is_some(),
@@ -291,4 +298,94 @@ fn systemd_ready_watchdog_and_sigterm() {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(seen.contains("STOPPING=1"), "{seen}");
+}
+
+/// Reads what the daemon has sent to its NOTIFY_SOCKET until `until` holds.
+fn notifications_until(sock: &UnixDatagram, seen: &mut String, until: impl Fn(&str) -> bool) {
+    let mut buf = [0u8; 4096];
+    while !until(seen) {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({e}); so far: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+}
+
+fn errors_total(url: &str) -> Vec<String> {
+    let (_, body) = get(&format!("{url}/metrics")).unwrap();
+    body.as_str()
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("keyfleet_errors_total"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Daemon and engine start together (systemd, `keyfleet dev`): until the engine has
+/// first answered, its absence is awaited, said in STATUS=, and not counted as an
+/// error. Once it has answered, losing it is an error again.
+#[test]
+fn an_engine_that_starts_after_its_daemon_is_awaited_not_counted() {
+    if engine().is_none() {
+        skip!(
+            "skipped an_engine_that_starts_after_its_daemon_is_awaited_not_counted: no engine on PATH"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = free_port();
+    let d = daemon(
+        port,
+        "[fleet]\npoll_interval = \"100ms\"\n",
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    let mut seen = String::new();
+    notifications_until(&sock, &mut seen, |s| {
+        s.contains("STATUS=starting: waiting for the engine to answer (engine_unreachable)")
+    });
+    // Several polls have failed by now, none of them counted.
+    let polled = eventually(Duration::from_secs(5), || {
+        let (_, body) = get(&format!("{}/metrics", d.url))?;
+        let text = body.as_str()?.to_owned();
+        text.lines()
+            .any(|l| {
+                l.starts_with("keyfleet_polls_total ") && !l.ends_with(" 0") && !l.ends_with(" 1")
+            })
+            .then_some(())
+    });
+    assert!(polled.is_some(), "the daemon is not polling");
+    assert_eq!(errors_total(&d.url), Vec::<String>::new());
+
+    let engine = Engine::start_on(port).unwrap();
+    let ready = eventually(Duration::from_secs(10), || {
+        let (code, _) = get(&format!("{}/readyz", d.url))?;
+        (code == 200).then_some(())
+    });
+    assert!(ready.is_some(), "not ready once the engine is up");
+    notifications_until(&sock, &mut seen, |s| s.contains("STATUS=ready:"));
+    assert_eq!(
+        errors_total(&d.url),
+        Vec::<String>::new(),
+        "a healthy start counts no error"
+    );
+
+    drop(engine);
+    let counted = eventually(Duration::from_secs(5), || {
+        errors_total(&d.url)
+            .iter()
+            .any(|l| l.contains("engine_"))
+            .then_some(())
+    });
+    assert!(
+        counted.is_some(),
+        "losing an engine that was up is an error"
+    );
+    notifications_until(&sock, &mut seen, |s| {
+        s.contains("STATUS=not ready: engine is down")
+    });
 }

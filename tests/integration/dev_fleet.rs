@@ -210,4 +210,113 @@ fn a_second_dev_on_busy_ports_names_the_port() {
         )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("--base-port") && stderr.contains("--dir"),
+        "{stderr}"
+    );
+}
+
+/// `keyfleet status` with nothing but `--dir`, `KEYFLEET_DIR` or the working directory
+/// (the rule every client command shares), and a second `dev` in a directory in use.
+#[test]
+fn clients_find_a_dev_fleet_and_its_directory_is_locked() {
+    if engine().is_none() {
+        skip!("skipped clients_find_a_dev_fleet_and_its_directory_is_locked: no engine on PATH");
+        return;
+    }
+    let fleet = DevFleet::start(2);
+    let dir = fleet.dir();
+    let status = |cwd: &std::path::Path, args: &[&str], env: &[(&str, &std::path::Path)]| {
+        let mut cmd = keyfleet();
+        cmd.arg("status")
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("KEYFLEET_API")
+            .env_remove("KEYFLEET_DIR")
+            .env_remove("KEYFLEET_TOKEN_FILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+
+    // Where `dev` was started (its ./.keyfleet-dev): no flag at all.
+    let (code, out) = status(fleet.root.path(), &[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("node1") && out.contains("node2"), "{out}");
+    assert!(out.contains("fleet: healthy"), "{out}");
+    // Anywhere else: --dir DIR, or KEYFLEET_DIR.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, out) = status(
+        elsewhere.path(),
+        &["--dir", dir.to_str().unwrap(), "--json"],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["healthy"],
+        true
+    );
+    let (code, out) = status(elsewhere.path(), &[], &[("KEYFLEET_DIR", &dir)]);
+    assert_eq!(code, Some(0), "{out}");
+    // A directory with no fleet says so, and `status` exits 3.
+    let (code, out) = status(
+        elsewhere.path(),
+        &["--dir", elsewhere.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, Some(3), "{out}");
+    assert!(out.contains("fleet.json: not found"), "{out}");
+
+    // A second `dev` on other ports but the same directory is refused, names the first,
+    // and leaves the running fleet's files alone.
+    let fleet_json = std::fs::read_to_string(dir.join("fleet.json")).unwrap();
+    let node1_toml = std::fs::read_to_string(dir.join("node1/keyfleet.toml")).unwrap();
+    let out = keyfleet()
+        .args([
+            "dev",
+            "--nodes",
+            "1",
+            "--base-port",
+            &free_base_port(1).to_string(),
+            "--dir",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "is in use by another `keyfleet dev` (process {})",
+            fleet.child.id()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--dir"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("fleet.json")).unwrap(),
+        fleet_json
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("node1/keyfleet.toml")).unwrap(),
+        node1_toml
+    );
+
+    // node1's daemon gone: the client asks the next node fleet.json lists, which reports
+    // node1 down (exit 1), rather than failing to reach the fleet (exit 3).
+    signal(fleet.pid(0, "daemon"), libc::SIGKILL);
+    let answered = eventually(Duration::from_secs(5), || {
+        let (code, out) = status(fleet.root.path(), &[], &[]);
+        (code == Some(1)).then_some(out)
+    });
+    let out = answered.expect("status did not fall back to node2");
+    assert!(out.contains("NO (peer_unreachable)"), "{out}");
+    assert!(out.contains("  node1: peer_unreachable: "), "{out}");
 }

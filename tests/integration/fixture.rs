@@ -109,16 +109,19 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
-/// A running `keyfleet dev` fleet; stopped with SIGTERM on drop.
+/// A running `keyfleet dev` fleet; stopped with SIGTERM on drop. Its directory is
+/// `.keyfleet-dev` in a fresh temporary directory (`root`), as if `dev` had been started
+/// there with the default `--dir`.
 pub struct DevFleet {
     pub child: Child,
-    pub dir: tempfile::TempDir,
+    pub root: tempfile::TempDir,
     pub nodes: Vec<Value>,
 }
 
 impl DevFleet {
     pub fn start(n: u16) -> DevFleet {
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(".keyfleet-dev");
         let base_port = free_base_port(n);
         let child = keyfleet()
             .args([
@@ -129,17 +132,17 @@ impl DevFleet {
                 &base_port.to_string(),
                 "--dir",
             ])
-            .arg(dir.path())
+            .arg(&dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let mut fleet = DevFleet {
             child,
-            dir,
+            root,
             nodes: vec![],
         };
-        let fleet_json = fleet.dir.path().join("fleet.json");
+        let fleet_json = fleet.dir().join("fleet.json");
         let parsed = eventually(Duration::from_secs(90), || {
             if let Ok(Some(status)) = fleet.child.try_wait() {
                 panic!("keyfleet dev exited early ({status}): {}", fleet.logs());
@@ -151,6 +154,11 @@ impl DevFleet {
         .unwrap_or_else(|| panic!("no fleet.json after 90 s: {}", fleet.logs()));
         fleet.nodes = parsed["nodes"].as_array().unwrap().clone();
         fleet
+    }
+
+    /// The fleet's `--dir`.
+    pub fn dir(&self) -> PathBuf {
+        self.root.path().join(".keyfleet-dev")
     }
 
     pub fn api(&self, i: usize) -> String {
@@ -175,7 +183,7 @@ impl DevFleet {
     /// The node directories' logs, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for entry in std::fs::read_dir(self.dir.path())
+        for entry in std::fs::read_dir(self.dir())
             .into_iter()
             .flatten()
             .flatten()

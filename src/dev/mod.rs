@@ -4,23 +4,27 @@
 //! Ctrl-C or SIGTERM stops every child. It owns process supervision only; status comes
 //! from the daemons' own API.
 
+mod lock;
+mod supervise;
+
 use crate::config::EngineKind;
 use std::fmt::Write as _;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use supervise::{Supervised, spawn, stop_all};
 
 #[derive(clap::Args, Debug)]
 pub struct DevArgs {
     /// How many nodes.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub nodes: u16,
-    /// Where node configs, data and logs go; fleet.json is written here.
-    #[arg(long, default_value = ".keyfleet-dev")]
+    /// Where node configs, data and logs go; fleet.json is written here. One `dev` per
+    /// directory: a directory in use is refused.
+    #[arg(long, default_value = crate::client::DEFAULT_DEV_DIR)]
     pub dir: PathBuf,
     /// Engine ports are P, P+1, ...; API ports are P+100, P+101, ...
     #[arg(long, default_value_t = 7100)]
@@ -34,51 +38,6 @@ struct Node {
     name: String,
     engine_port: u16,
     api_port: u16,
-}
-
-/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
-struct Supervised {
-    what: String,
-    child: Child,
-    /// Already reaped: its pid may belong to someone else now, so never signal it.
-    exited: bool,
-}
-
-impl Supervised {
-    fn terminate(&mut self) {
-        if !self.exited {
-            // SAFETY: plain syscall on our own child, not yet reaped, so the pid is ours.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        }
-    }
-}
-
-/// Sends SIGTERM to every child, then waits for each (dropping it kills stragglers).
-fn stop_all(mut children: Vec<Supervised>) {
-    children.iter_mut().for_each(Supervised::terminate);
-    drop(children);
-}
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        if self.exited {
-            return;
-        }
-        self.terminate();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "keyfleet dev: {} did not stop on SIGTERM; killing it",
-            self.what
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Finds the engine binary: `KEYFLEET_KEYDB_SERVER`, `keydb-server`, then `redis-server`.
@@ -139,22 +98,26 @@ fn run(args: DevArgs) -> Result<(), String> {
             }
         })
         .collect::<Result<_, _>>()?;
-    for n in &nodes {
-        for (port, what) in [(n.engine_port, "engine"), (n.api_port, "API")] {
-            if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
-                return Err(format!(
-                    "port {port} ({} {what}) is already in use on 127.0.0.1: {e}; \
-                     is another `keyfleet dev` running? Pick others with --base-port",
-                    n.name
-                ));
-            }
-        }
-    }
     std::fs::create_dir_all(&args.dir).map_err(|e| format!("{}: {e}", args.dir.display()))?;
     let dir = args
         .dir
         .canonicalize()
         .map_err(|e| format!("{}: {e}", args.dir.display()))?;
+    // Held until `run` returns: nothing below touches a directory another `dev` uses.
+    let _lock = lock::DirLock::acquire(&dir)?;
+    for n in &nodes {
+        for (port, what) in [(n.engine_port, "engine"), (n.api_port, "API")] {
+            if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+                return Err(format!(
+                    "port {port} ({} {what}) is already in use on 127.0.0.1: {e}; \
+                     is another `keyfleet dev` running? Give this one other ports with \
+                     --base-port and its own directory with --dir",
+                    n.name
+                ));
+            }
+        }
+    }
+    // A fleet.json left by a `dev` that was killed describes a fleet that is gone.
     let _ = std::fs::remove_file(dir.join("fleet.json"));
     let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
 
@@ -221,11 +184,16 @@ fn run(args: DevArgs) -> Result<(), String> {
             n.name, n.engine_port, n.api_port
         );
     }
-    let _ = writeln!(
-        summary,
-        "  try: keyfleet status --api http://127.0.0.1:{}   (Ctrl-C stops the fleet)",
-        nodes[0].api_port
-    );
+    // Client commands find a fleet in ./.keyfleet-dev by themselves; elsewhere, --dir.
+    let status = if args.dir == Path::new(crate::client::DEFAULT_DEV_DIR) {
+        "keyfleet status".to_owned()
+    } else {
+        format!(
+            "keyfleet status --dir {}",
+            shell_word(&args.dir.display().to_string())
+        )
+    };
+    let _ = writeln!(summary, "  try: {status}   (Ctrl-C stops the fleet)");
     print!("{summary}");
 
     while !shutdown.load(Ordering::SeqCst) {
@@ -256,6 +224,18 @@ fn run(args: DevArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `s` as one shell word, quoted only when it needs to be.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=,".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 fn node_toml(n: &Node, all: &[Node], kind: EngineKind, node_dir: &Path) -> String {
     let mut t = format!(
         "node_name = \"{}\"\n\n[engine]\nkind = \"{}\"\nbind = \"127.0.0.1\"\nport = {}\n",
@@ -283,24 +263,6 @@ fn node_toml(n: &Node, all: &[Node], kind: EngineKind, node_dir: &Path) -> Strin
         );
     }
     t
-}
-
-fn spawn(cmd: &mut Command, log: &Path) -> Result<Child, String> {
-    let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| format!("{}: {e}", log.display()))?;
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    // SAFETY: prctl is async-signal-safe. The child dies with us even if we are killed
-    // with SIGKILL, so a crashed `dev` leaves nothing behind.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))
 }
 
 /// One small runtime for `dev`: it turns SIGINT and SIGTERM into the shutdown flag the
