@@ -56,14 +56,17 @@
               pkgs.makeRustPlatform { inherit (source) rustc cargo; };
         };
 
-      pkgsFor =
-        system:
-        import nixpkgs {
-          inherit system;
-          overlays = [ self.overlays.default ];
-        };
+      # Plain nixpkgs: the packages, checks and VM tests use this flake's packages through
+      # self.packages, as a user's configuration does through nixosModules.default.
+      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      forAllSystems = f: lib.genAttrs systems (system: f (pkgsFor system));
+      buildPackages = pkgs: rec {
+        keyfleet = pkgs.callPackage ./pkgs/keyfleet {
+          inherit (toolchainFor pkgs) rustPlatform;
+          inherit keydb;
+        };
+        keydb = pkgs.callPackage ./pkgs/keydb { };
+      };
 
       mkHost =
         system: name:
@@ -76,21 +79,20 @@
         };
     in
     {
-      overlays.default = final: _prev: {
-        keyfleet = final.callPackage ./pkgs/keyfleet { inherit (toolchainFor final) rustPlatform; };
-        keydb = final.callPackage ./pkgs/keydb { };
-      };
+      # pkgs.keyfleet and pkgs.keydb, for whoever wants them in their own pkgs. The NixOS
+      # module does not need it (and must not set nixpkgs.overlays: see nix/nixos-module.nix).
+      overlays.default = final: _prev: buildPackages final;
 
-      packages = forAllSystems (pkgs: {
-        inherit (pkgs) keyfleet keydb;
-        default = pkgs.keyfleet;
-      });
+      packages = forAllSystems (
+        pkgs:
+        let
+          built = buildPackages pkgs;
+        in
+        built // { default = built.keyfleet; }
+      );
 
       nixosModules = {
-        keyfleet = {
-          imports = [ ./modules ];
-          nixpkgs.overlays = [ self.overlays.default ];
-        };
+        keyfleet = import ./nix/nixos-module.nix self;
         default = self.nixosModules.keyfleet;
       };
 
@@ -100,15 +102,24 @@
         pkgs:
         let
           inherit (pkgs.stdenv.hostPlatform) system;
+          inherit (self.packages.${system}) keyfleet;
           hosts = lib.genAttrs hostNames (mkHost system);
           toolchain = toolchainFor pkgs;
+          # The VM tests' nodes get the module as users do: plain nixpkgs (read-only
+          # nixpkgs.* options, as runNixOSTest sets them) and nixosModules.default.
+          vmTest =
+            file:
+            pkgs.testers.runNixOSTest {
+              imports = [ file ];
+              defaults.imports = [ self.nixosModules.default ];
+            };
         in
         {
           # The package's own checkPhase runs `cargo test`.
-          inherit (pkgs) keyfleet;
+          inherit keyfleet;
           clippy = pkgs.stdenv.mkDerivation {
             name = "keyfleet-clippy";
-            inherit (pkgs.keyfleet) src cargoDeps;
+            inherit (keyfleet) src cargoDeps;
             nativeBuildInputs = [
               toolchain.rustPlatform.cargoSetupHook
               toolchain.cargo
@@ -122,8 +133,8 @@
             '';
             installPhase = "touch $out";
           };
-          multi-master = pkgs.testers.runNixOSTest ./nixos-tests/multi-master.nix;
-          monitoring = pkgs.testers.runNixOSTest ./nixos-tests/monitoring.nix;
+          multi-master = vmTest ./nixos-tests/multi-master.nix;
+          monitoring = vmTest ./nixos-tests/monitoring.nix;
         }
         // lib.mapAttrs' (
           name: host: lib.nameValuePair "host-${name}" host.config.system.build.toplevel
@@ -134,6 +145,7 @@
         pkgs:
         let
           toolchain = toolchainFor pkgs;
+          inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) keydb;
         in
         {
           default = pkgs.mkShell {
@@ -142,7 +154,7 @@
               toolchain.cargo
               toolchain.clippy
               toolchain.rustfmt
-              pkgs.keydb
+              keydb
               pkgs.redis
               pkgs.prometheus
               # An S3 server for the logship and backup tests.
@@ -150,23 +162,29 @@
               pkgs.nixfmt
               pkgs.deadnix
             ];
-            KEYFLEET_KEYDB_SERVER = lib.getExe' pkgs.keydb pkgs.keydb.serverBin;
+            KEYFLEET_KEYDB_SERVER = lib.getExe' keydb keydb.serverBin;
           };
         }
       );
 
-      apps = forAllSystems (pkgs: {
-        dev = {
-          type = "app";
-          program = lib.getExe (
-            pkgs.writeShellApplication {
-              name = "keyfleet-dev";
-              runtimeEnv.KEYFLEET_KEYDB_SERVER = lib.getExe' pkgs.keydb pkgs.keydb.serverBin;
-              text = ''exec ${lib.getExe pkgs.keyfleet} dev "$@"'';
-            }
-          );
-        };
-      });
+      apps = forAllSystems (
+        pkgs:
+        let
+          inherit (self.packages.${pkgs.stdenv.hostPlatform.system}) keyfleet keydb;
+        in
+        {
+          dev = {
+            type = "app";
+            program = lib.getExe (
+              pkgs.writeShellApplication {
+                name = "keyfleet-dev";
+                runtimeEnv.KEYFLEET_KEYDB_SERVER = lib.getExe' keydb keydb.serverBin;
+                text = ''exec ${lib.getExe keyfleet} dev "$@"'';
+              }
+            );
+          };
+        }
+      );
 
       formatter = forAllSystems (pkgs: pkgs.nixfmt);
     };

@@ -13,6 +13,14 @@
 let
   cfg = config.services.keyfleet;
   ecfg = cfg.engine;
+  klib = import ./lib.nix { inherit lib; };
+
+  aclUserName = lib.types.strMatching "[A-Za-z0-9._-]+";
+
+  # The daemon's rules: one per line in src/engine/daemon.acl, comments dropped.
+  daemonRules = lib.filter (l: l != "" && !lib.hasPrefix "#" l) (
+    map lib.trim (lib.splitString "\n" (builtins.readFile ../src/engine/daemon.acl))
+  );
 
   # The keydb service's RuntimeDirectory (modules/keydb.nix): systemd creates it, owned
   # by keydb, before ExecStartPre runs.
@@ -29,14 +37,14 @@ let
   userModule = {
     options = {
       passwordFile = lib.mkOption {
-        type = lib.types.path;
+        type = klib.secretFile;
         description = ''
           File holding the user's password (letters, digits and `._~+/=-` only, as
           `openssl rand -base64 32` makes). Stored in the engine as its SHA-256 only.
         '';
       };
       rules = lib.mkOption {
-        type = lib.types.listOf lib.types.str;
+        type = lib.types.listOf aclRule;
         default = [
           "~*"
           "&*"
@@ -56,6 +64,7 @@ let
     lib.optionalAttrs (ecfg.passwordFile != null) {
       ${ecfg.user} = {
         credential = "engine-password";
+        source = ecfg.passwordFile;
         inherit (ecfg) rules;
       };
     }
@@ -63,6 +72,7 @@ let
       # Only what a replica sends its master: the handshake and the sync.
       ${ecfg.replication.user} = {
         credential = "replication-password";
+        source = ecfg.replication.passwordFile;
         rules = [
           "+ping"
           "+replping"
@@ -74,6 +84,7 @@ let
     }
     // lib.mapAttrs (name: user: {
       credential = "user-${name}";
+      source = user.passwordFile;
       inherit (user) rules;
     }) ecfg.users;
 
@@ -84,55 +95,48 @@ let
     ) "replication-password:${ecfg.replication.passwordFile}"
     ++ lib.mapAttrsToList (name: user: "user-${name}:${user.passwordFile}") ecfg.users;
 
+  # The arguments of keydb-write-secrets.sh, each quoted for the shell.
+  secretsArgs = [
+    secretsConf
+  ]
+  ++ lib.concatLists (
+    lib.mapAttrsToList (name: user: [
+      "--user"
+      name
+      user.credential
+      (toString user.source)
+      (lib.concatStringsSep " " (user.rules ++ deniedCategories))
+    ]) aclUsers
+  )
+  ++ lib.optionals (ecfg.replication.passwordFile != null) [
+    "--masterauth"
+    ecfg.replication.user
+    "replication-password"
+    (toString ecfg.replication.passwordFile)
+  ];
+
+  # The script itself is modules/keydb-write-secrets.sh (tested as it is by
+  # nix/tests/write-secrets.sh); only its arguments and PATH are set here.
   writeSecrets = pkgs.writeShellScript "keydb-write-secrets" ''
-    set -euo pipefail
-    umask 0077
-
-    # Reads a credential; refuses characters the engine's config parser would split on.
-    secret() {
-      local value
-      value=$(< "$CREDENTIALS_DIRECTORY/$1")
-      value=''${value%$'\n'}
-      if [[ ! $value =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
-        echo "keydb: credential $1 is empty or has characters other than A-Z a-z 0-9 ._~+/=-" >&2
-        exit 1
-      fi
-      printf '%s' "$value"
-    }
-    hash() {
-      secret "$1" | ${lib.getExe' pkgs.coreutils "sha256sum"} | ${lib.getExe' pkgs.coreutils "cut"} -d' ' -f1
-    }
-
-    tmp=$(${lib.getExe' pkgs.coreutils "mktemp"} ${runtimeDir}/.secrets.XXXXXX)
-    {
-      # No unauthenticated client: the default user can do nothing.
-      echo "user default reset"
-      ${lib.concatStrings (
-        lib.mapAttrsToList (name: user: ''
-          echo "user ${name} reset on #$(hash ${user.credential}) ${
-            lib.concatStringsSep " " (user.rules ++ deniedCategories)
-          }"
-        '') aclUsers
-      )}
-      ${lib.optionalString (ecfg.replication.passwordFile != null) ''
-        echo "masteruser ${ecfg.replication.user}"
-        echo "masterauth $(secret replication-password)"
-      ''}
-    } > "$tmp"
-    ${lib.getExe' pkgs.coreutils "mv"} "$tmp" ${secretsConf}
+    export PATH=${lib.makeBinPath [ pkgs.coreutils ]}
+    set -- ${lib.escapeShellArgs secretsArgs}
+    ${builtins.readFile ./keydb-write-secrets.sh}
   '';
+
+  # One ACL rule: no whitespace (the engine splits on it), no line break.
+  aclRule = lib.types.strMatching "[^[:space:]]+";
 
 in
 {
   options.services.keyfleet.engine = {
     user = lib.mkOption {
-      type = lib.types.str;
+      type = aclUserName;
       default = "keyfleet";
       description = "ACL user the daemon authenticates as.";
     };
 
     passwordFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.path;
+      type = lib.types.nullOr klib.secretFile;
       default = null;
       description = ''
         File holding the daemon user's password. Required: the engine admits no
@@ -142,31 +146,25 @@ in
     };
 
     rules = lib.mkOption {
-      type = lib.types.listOf lib.types.str;
-      default = [
-        "~*"
-        "&*"
-        "+@all"
-        "-@dangerous"
-        "+info"
-        "+bgsave"
-        "+lastsave"
-        "+config|get"
-      ];
+      type = lib.types.listOf aclRule;
+      default = daemonRules;
+      defaultText = lib.literalMD "the rules in `src/engine/daemon.acl`: ${lib.concatStringsSep " " daemonRules}";
       description = ''
-        ACL rules of the daemon's user (INFO, BGSAVE, SCAN and reads).
-        `-@scripting` and `-@hyperloglog` are always appended.
+        ACL rules of the daemon's user, after `reset`: by default exactly the commands
+        the daemon sends (`src/engine/daemon.acl`, which the daemon's tests run against
+        a real engine): no key, no channel, and no `CONFIG GET`, which would read
+        `masterauth` in clear. `-@scripting` and `-@hyperloglog` are always appended.
       '';
     };
 
     replication = {
       user = lib.mkOption {
-        type = lib.types.str;
+        type = aclUserName;
         default = "replication";
         description = "ACL user the peers' engines replicate as (masteruser).";
       };
       passwordFile = lib.mkOption {
-        type = lib.types.nullOr lib.types.path;
+        type = lib.types.nullOr klib.secretFile;
         default = null;
         description = "File holding the replication user's password; the same on every node.";
         example = "/run/secrets/keyfleet/replication-password";
@@ -175,6 +173,7 @@ in
 
     users = lib.mkOption {
       type = lib.types.attrsOf (lib.types.submodule userModule);
+      # Names are checked by the `aclUserNames` assertion: attrsOf cannot type its keys.
       default = { };
       description = "Application ACL users of the engine.";
       example = lib.literalExpression ''
@@ -197,6 +196,12 @@ in
       {
         assertion = !(aclUsers ? default);
         message = "services.keyfleet.engine: the ACL user `default` is reserved (it is switched off).";
+      }
+      {
+        assertion = lib.all (name: builtins.match "[A-Za-z0-9._-]+" name != null) (
+          lib.attrNames ecfg.users
+        );
+        message = "services.keyfleet.engine.users: ACL user names use A-Z a-z 0-9 ._- only (got ${lib.concatStringsSep ", " (lib.attrNames ecfg.users)}).";
       }
     ];
 

@@ -1,8 +1,10 @@
 # The node's engine: KeyDB in active-replica multi-master mode with every peer (or Redis,
-# one primary and replicas). Its config is rendered at build time by
-# `keyfleet render keydb-conf` from the daemon's TOML, so a generation holds the exact
-# engine config and a rollback restores it. ACL users and the replication credential
-# are keydb-acl.nix's.
+# one primary and replicas). Its config is rendered in Nix from
+# services.keyfleet.engine.settings (engine-conf.nix), the same text `keyfleet render
+# keydb-conf` writes from the daemon's TOML (scripts/check-nix.sh proves it), so a
+# generation holds the exact engine config, a rollback restores it, and the engine
+# restarts only when its own config or package changes. ACL users and the replication
+# credential are keydb-acl.nix's.
 {
   config,
   lib,
@@ -14,12 +16,77 @@ let
   cfg = config.services.keyfleet;
   ecfg = cfg.engine;
 
+  engineConfLib = import ./engine-conf.nix { inherit lib; };
+  inherit (engineConfLib) quote;
+
   dataDir = "/var/lib/keydb";
   runtimeDir = "/run/keydb";
 
-  engineConf = pkgs.runCommand "keydb-${cfg.nodeName}.conf" { } ''
-    ${lib.getExe cfg.package} render keydb-conf --config ${cfg.configFile} > $out
-  '';
+  replicaof = p: "${p.address} ${toString p.enginePort}";
+  masters =
+    if ecfg.kind == "keydb" then cfg.peers else lib.filter (p: p.name == ecfg.primary) cfg.peers;
+
+  # The directives the typed options stand for, as src/render.rs `typed_directives`
+  # writes them from the TOML the typed options make.
+  typedSettings = {
+    inherit (ecfg) bind port databases;
+    protected-mode = true;
+    daemonize = false;
+    logfile = quote "";
+    dir = quote dataDir;
+    maxmemory = engineConfLib.parseSize ecfg.maxmemory;
+    maxmemory-policy = ecfg.maxmemoryPolicy;
+    inherit (ecfg) appendonly;
+    save = if ecfg.save == [ ] then quote "" else ecfg.save;
+  }
+  // lib.optionalAttrs (ecfg.unixSocket != null) {
+    unixsocket = quote ecfg.unixSocket;
+    unixsocketperm = 660;
+  }
+  // lib.optionalAttrs (ecfg.kind == "keydb") {
+    server-threads = ecfg.serverThreads;
+    active-replica = true;
+    multi-master = true;
+  }
+  // lib.optionalAttrs (masters != [ ]) { replicaof = map replicaof masters; };
+
+  # Directives engine.settings may not change: the daemon dials, reads or counts on what
+  # they say, or they are secrets (src/config/validate.rs refuses the same ones).
+  reserved = {
+    bind = "set services.keyfleet.engine.bind instead";
+    port = "set services.keyfleet.engine.port instead";
+    unixsocket = "set services.keyfleet.engine.unixSocket instead";
+    dir = "the data directory is the service's StateDirectory, /var/lib/keydb";
+    databases = "set services.keyfleet.engine.databases instead";
+    include = "the run-time secrets file is included last";
+    daemonize = "the engine runs in the foreground under systemd";
+    replicaof = "written from services.keyfleet.peers";
+    slaveof = "written from services.keyfleet.peers";
+    active-replica = "set by services.keyfleet.engine.kind";
+    multi-master = "set by services.keyfleet.engine.kind";
+    user = "a secret: ACL users come from services.keyfleet.engine.users";
+    masteruser = "a secret: set services.keyfleet.engine.replication";
+    masterauth = "a secret: set services.keyfleet.engine.replication.passwordFile";
+    requirepass = "a secret: ACL users come from services.keyfleet.engine.users";
+    aclfile = "ACL users come from services.keyfleet.engine.users";
+  };
+  changedReserved = lib.filter (
+    name: ecfg.settings ? ${name} && (typedSettings.${name} or null) != ecfg.settings.${name}
+  ) (lib.attrNames reserved);
+
+  # What the daemon's TOML carries as engine.settings: only what differs from the typed
+  # options, which the TOML holds already.
+  settingsOverrides = lib.filterAttrs (
+    name: value: !(typedSettings ? ${name}) || typedSettings.${name} != value
+  ) ecfg.settings;
+
+  engineConf = pkgs.writeText "keydb-${cfg.nodeName}.conf" (
+    engineConfLib.render {
+      inherit (cfg) nodeName;
+      inherit (ecfg) settings;
+      include = cfg.settings.engine.include or null;
+    }
+  );
 in
 {
   options.services.keyfleet.engine = {
@@ -37,8 +104,16 @@ in
 
     package = lib.mkOption {
       type = lib.types.package;
-      default = if ecfg.kind == "keydb" then pkgs.keydb else pkgs.redis;
-      defaultText = lib.literalExpression ''if kind == "keydb" then pkgs.keydb else pkgs.redis'';
+      default =
+        if ecfg.kind == "redis" then
+          pkgs.redis
+        else
+          pkgs.keydb or (throw ''
+            services.keyfleet.engine.package: pkgs has no keydb (nixpkgs dropped it in
+            2025). Import the keyfleet flake's nixosModules.default, which defaults to the
+            flake's own build, or set this option.
+          '');
+      defaultText = lib.literalMD "the keyfleet flake's `keydb` (with its `nixosModules.default`), or `pkgs.redis` for kind = \"redis\"";
       description = "The engine; its `passthru.serverBin` names the server binary.";
     };
 
@@ -99,6 +174,57 @@ in
       description = "KeyDB worker threads.";
     };
 
+    databases = lib.mkOption {
+      type = lib.types.ints.positive;
+      default = 16;
+      description = "How many databases the engine has; the metrics list each one.";
+    };
+
+    settings = lib.mkOption {
+      type = lib.types.attrsOf (
+        lib.types.oneOf [
+          lib.types.bool
+          lib.types.int
+          lib.types.str
+          (lib.types.listOf (lib.types.either lib.types.int lib.types.str))
+        ]
+      );
+      default = { };
+      description = ''
+        The engine's config directives, as in nixpkgs' redis module: `true`/`false`
+        become yes/no, a list one line per element. The typed options above set theirs
+        with `mkDefault`, so a value here overrides them, except for the directives the
+        daemon depends on (`port`, `bind`, `dir`, `databases`, `replicaof`, ...) and
+        secrets (`masterauth`, `requirepass`, `user`), which an assertion refuses.
+      '';
+      example = lib.literalExpression ''
+        {
+          hz = 20;
+          lazyfree-lazy-eviction = true;
+          maxmemory = "3gb";
+        }
+      '';
+    };
+
+    startTimeout = lib.mkOption {
+      type = lib.types.str;
+      default = "30min";
+      description = ''
+        systemd `TimeoutStartSec=` of the engine: it is ready only once it has loaded its
+        AOF or RDB, which for a large data set takes minutes. Too short, and systemd kills
+        it mid-load and starts it again, over and over.
+      '';
+    };
+
+    stopTimeout = lib.mkOption {
+      type = lib.types.str;
+      default = "10min";
+      description = ''
+        systemd `TimeoutStopSec=` of the engine: on stop it writes its RDB when snapshots
+        are configured; killing it mid-write loses what changed since the last one.
+      '';
+    };
+
     primary = lib.mkOption {
       type = lib.types.nullOr lib.types.str;
       default = null;
@@ -143,7 +269,7 @@ in
     configFile = lib.mkOption {
       type = lib.types.path;
       readOnly = true;
-      description = "The engine config rendered at build time by `keyfleet render keydb-conf`.";
+      description = "The engine config rendered from {option}`services.keyfleet.engine.settings`.";
     };
   };
 
@@ -153,7 +279,13 @@ in
         assertion = ecfg.kind == "keydb" || cfg.peers == [ ] || ecfg.primary != null;
         message = ''services.keyfleet.engine.kind = "redis" with peers needs services.keyfleet.engine.primary.'';
       }
-    ];
+    ]
+    ++ map (name: {
+      assertion = false;
+      message = "services.keyfleet.engine.settings.${name} cannot be set: ${reserved.${name}}.";
+    }) changedReserved;
+
+    services.keyfleet.engine.settings = lib.mapAttrs (_: lib.mkDefault) typedSettings;
 
     services.keyfleet.settings.engine = {
       inherit (ecfg)
@@ -164,6 +296,7 @@ in
         appendonly
         save
         ;
+      inherit (ecfg) databases;
       data_dir = dataDir;
       maxmemory_policy = ecfg.maxmemoryPolicy;
       server_threads = ecfg.serverThreads;
@@ -171,7 +304,8 @@ in
       command_timeout = ecfg.commandTimeout;
     }
     // lib.optionalAttrs (ecfg.unixSocket != null) { unix_socket = ecfg.unixSocket; }
-    // lib.optionalAttrs (ecfg.primary != null) { inherit (ecfg) primary; };
+    // lib.optionalAttrs (ecfg.primary != null) { inherit (ecfg) primary; }
+    // lib.optionalAttrs (settingsOverrides != { }) { settings = settingsOverrides; };
 
     services.keyfleet.engine.configFile = engineConf;
 
@@ -206,6 +340,8 @@ in
         # Also covers a bind address that is not up yet at boot.
         Restart = "on-failure";
         RestartSec = "2s";
+        TimeoutStartSec = ecfg.startTimeout;
+        TimeoutStopSec = ecfg.stopTimeout;
         User = "keydb";
         Group = "keydb";
         RuntimeDirectory = "keydb";

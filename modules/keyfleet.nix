@@ -12,6 +12,7 @@
 let
   cfg = config.services.keyfleet;
   settingsFormat = pkgs.formats.toml { };
+  klib = import ./lib.nix { inherit lib; };
 
   # systemd puts each LoadCredential= file here; the daemon reads them from
   # $CREDENTIALS_DIRECTORY, which is this directory.
@@ -35,8 +36,8 @@ let
       address = lib.mkOption {
         type = lib.types.str;
         description = ''
-          Host name or IP address where the peer's engine and API listen. An IP address is
-          best: the engine firewall rule is written for it.
+          IP address (v4 or v6) where the peer's engine and API listen. Not a host name:
+          it goes into firewall rules, which are loaded before names resolve.
         '';
         example = "192.168.1.12";
       };
@@ -93,7 +94,7 @@ in
         description = "Port of the daemon's HTTP API (and of /metrics).";
       };
       tokenFile = lib.mkOption {
-        type = lib.types.nullOr lib.types.path;
+        type = lib.types.nullOr klib.secretFile;
         default = null;
         description = ''
           File holding the bearer token the API requires and sends to peers; the same

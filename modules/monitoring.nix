@@ -6,6 +6,7 @@
 
 let
   cfg = config.services.keyfleet;
+  klib = import ./lib.nix { inherit lib; };
   mcfg = cfg.monitoring;
 
   hostPort =
@@ -55,7 +56,7 @@ in
     };
 
     tokenFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.path;
+      type = lib.types.nullOr klib.secretFile;
       default = cfg.api.tokenFile;
       defaultText = lib.literalExpression "config.services.keyfleet.api.tokenFile";
       description = ''

@@ -1,12 +1,19 @@
 # Evaluates keyfleet's NixOS modules through nixpkgs' real lib.evalModules, without
 # nixpkgs: the NixOS options the modules set are declared here with types close to the
-# real ones, and `pkgs` is a stub whose derivations are plain attribute sets. It catches
-# what parsing cannot: an option set that was never declared, a wrong type, an
-# assertion that fails on the example hosts or holds on a bad configuration, and it
-# returns each example host's daemon settings for scripts/check-nix.sh to compare with
-# examples/hosts/*.toml.
+# real ones, and `pkgs` is a stub whose derivations are plain attribute sets. Like
+# runNixOSTest's nodes, every evaluation gets nixpkgs' options read-only (a stand-in for
+# nixos/modules/misc/nixpkgs/read-only.nix) and a `pkgs` without keyfleet or keydb (as
+# nixpkgs has neither), and goes through the flake's nixosModules.default
+# (nix/nixos-module.nix) with a stand-in `self`. It catches what parsing cannot: an
+# option set that was never declared, a wrong type, an assertion that fails on the
+# example hosts or holds on a bad configuration, a refused value that is accepted; and
+# it returns each host's and VM test node's daemon settings, engine config and secrets
+# script for scripts/check-nix.sh to compare and run.
 #
-#   nix-instantiate --eval --strict --json nix/eval-modules.nix --argstr nixpkgsLib DIR
+#   nix-instantiate --eval --strict --json nix/eval-modules.nix --argstr nixpkgsLib DIR \
+#     -A checks
+#   nix-instantiate --eval --strict --json nix/eval-modules.nix --argstr nixpkgsLib DIR \
+#     -A refused.NAME    # must fail, with the message scripts/check-nix.sh expects
 #
 # DIR is a checkout of nixpkgs' lib (github:nix-community/nixpkgs.lib, or nixpkgs).
 { nixpkgsLib }:
@@ -20,12 +27,18 @@ let
   lib = import libDir;
   inherit (lib) mkOption types;
 
+  # A derivation stand-in whose store path, like a real one's, changes with its inputs
+  # (here: its name and attributes), so a check can tell whether a unit's command changed.
   drv =
     name: extra:
     {
       type = "derivation";
       inherit name;
-      outPath = "/nix/store/00000000000000000000000000000000-${name}";
+      outPath = "/nix/store/${
+        builtins.substring 0 32 (
+          builtins.hashString "sha256" (builtins.toJSON ({ inherit name; } // extra))
+        )
+      }-${name}";
       meta = { };
     }
     // extra;
@@ -50,9 +63,19 @@ let
     };
     writeText = name: text: drv name { inherit text; };
     writeShellScript = name: text: drv name { inherit text; };
-    runCommand =
-      name: _env: script:
-      drv name { inherit script; };
+    stdenv.hostPlatform.system = "x86_64-linux";
+    redis = drv "redis-8.2.1" {
+      pname = "redis";
+      serverBin = "redis-server";
+      meta.mainProgram = "redis-cli";
+    };
+    coreutils = drv "coreutils-9.7" { pname = "coreutils"; };
+    curl = drv "curl" { };
+    jq = drv "jq" { };
+  };
+
+  # The flake, as far as nix/nixos-module.nix reads it.
+  self.packages.x86_64-linux = {
     keyfleet = drv "keyfleet-0.1.0" {
       pname = "keyfleet";
       meta.mainProgram = "keyfleet";
@@ -62,14 +85,26 @@ let
       serverBin = "keydb-server";
       meta.mainProgram = "keydb-cli";
     };
-    redis = drv "redis-8.2.1" {
-      pname = "redis";
-      serverBin = "redis-server";
-      meta.mainProgram = "redis-cli";
+  };
+  flakeModule = import ./nixos-module.nix self;
+
+  # nixos/modules/misc/nixpkgs/read-only.nix, which runNixOSTest's nodes get: a module
+  # that sets nixpkgs.overlays (or nixpkgs.config) fails there.
+  readOnlyNixpkgs = {
+    options.nixpkgs = {
+      overlays = mkOption {
+        internal = true;
+        type = types.unique { message = "nixpkgs.overlays is set to read-only"; } types.anything;
+      };
+      config = mkOption {
+        internal = true;
+        type = types.unique { message = "nixpkgs.config is set to read-only"; } types.anything;
+      };
     };
-    coreutils = drv "coreutils-9.7" { pname = "coreutils"; };
-    curl = drv "curl" { };
-    jq = drv "jq" { };
+    config.nixpkgs = {
+      overlays = [ ];
+      config = { };
+    };
   };
 
   freeform = mkOption {
@@ -118,123 +153,166 @@ let
     };
   };
 
-  nixosStubs = {
-    options = {
-      assertions = mkOption {
-        type = types.listOf types.unspecified;
-        default = [ ];
-      };
-      warnings = mkOption {
-        type = types.listOf types.str;
-        default = [ ];
-      };
-      networking = {
-        hostName = mkOption {
-          type = types.str;
-          default = "nixos";
+  nixosStubs =
+    { config, ... }:
+    {
+      options = {
+        assertions = mkOption {
+          type = types.listOf types.unspecified;
+          default = [ ];
         };
-        primaryIPAddress = mkOption {
-          type = types.str;
-          default = "192.168.1.1";
+        warnings = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
         };
-        useDHCP = mkOption {
-          type = types.bool;
-          default = true;
+        networking = {
+          hostName = mkOption {
+            type = types.str;
+            default = "nixos";
+          };
+          primaryIPAddress = mkOption {
+            type = types.str;
+            default = "192.168.1.1";
+          };
+          useDHCP = mkOption {
+            type = types.bool;
+            default = true;
+          };
+          interfaces = mkOption {
+            type = types.attrsOf types.anything;
+            default = { };
+          };
+          nftables.enable = mkOption {
+            type = types.bool;
+            default = false;
+          };
+          # As nixos/modules/services/networking/firewall.nix declares them.
+          firewall = {
+            enable = mkOption {
+              type = types.bool;
+              default = true;
+            };
+            backend = mkOption {
+              type = types.enum [
+                "iptables"
+                "nftables"
+                "firewalld"
+              ];
+              default =
+                if config.services.firewalld.enable then
+                  "firewalld"
+                else if config.networking.nftables.enable then
+                  "nftables"
+                else
+                  "iptables";
+            };
+            extraCommands = mkOption {
+              type = types.lines;
+              default = "";
+            };
+            extraInputRules = mkOption {
+              type = types.lines;
+              default = "";
+            };
+          };
         };
-        interfaces = mkOption {
-          type = types.attrsOf types.anything;
+        users = {
+          users = mkOption {
+            type = types.attrsOf (
+              types.submodule {
+                options = {
+                  description = mkOption {
+                    type = types.str;
+                    default = "";
+                  };
+                  isSystemUser = mkOption {
+                    type = types.bool;
+                    default = false;
+                  };
+                  group = mkOption { type = types.str; };
+                };
+              }
+            );
+            default = { };
+          };
+          groups = mkOption {
+            type = types.attrsOf (types.submodule { });
+            default = { };
+          };
+        };
+        environment = {
+          etc = mkOption {
+            type = types.attrsOf (
+              types.submodule {
+                options = {
+                  source = mkOption {
+                    type = types.nullOr types.path;
+                    default = null;
+                  };
+                  text = mkOption {
+                    type = types.nullOr types.lines;
+                    default = null;
+                  };
+                  mode = mkOption {
+                    type = types.str;
+                    default = "symlink";
+                  };
+                };
+              }
+            );
+            default = { };
+          };
+          systemPackages = mkOption {
+            type = types.listOf types.package;
+            default = [ ];
+          };
+        };
+        systemd.services = mkOption {
+          type = types.attrsOf (types.submodule serviceModule);
           default = { };
         };
-        nftables.enable = mkOption {
+        boot = freeform;
+        fileSystems = freeform;
+        virtualisation = freeform;
+        system.stateVersion = mkOption { type = types.str; };
+        services.openssh = freeform;
+        services.firewalld.enable = mkOption {
           type = types.bool;
           default = false;
         };
-        firewall = {
-          extraCommands = mkOption {
-            type = types.lines;
-            default = "";
+        services.prometheus = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
           };
-          extraInputRules = mkOption {
-            type = types.lines;
-            default = "";
+          ruleFiles = mkOption {
+            type = types.listOf types.path;
+            default = [ ];
           };
-        };
-      };
-      users = {
-        users = mkOption {
-          type = types.attrsOf (
-            types.submodule {
-              options = {
-                description = mkOption {
-                  type = types.str;
-                  default = "";
-                };
-                isSystemUser = mkOption {
-                  type = types.bool;
-                  default = false;
-                };
-                group = mkOption { type = types.str; };
-              };
-            }
-          );
-          default = { };
-        };
-        groups = mkOption {
-          type = types.attrsOf (types.submodule { });
-          default = { };
-        };
-      };
-      environment = {
-        etc = mkOption {
-          type = types.attrsOf (types.submodule { options.source = mkOption { type = types.path; }; });
-          default = { };
-        };
-        systemPackages = mkOption {
-          type = types.listOf types.package;
-          default = [ ];
-        };
-      };
-      systemd.services = mkOption {
-        type = types.attrsOf (types.submodule serviceModule);
-        default = { };
-      };
-      boot = freeform;
-      fileSystems = freeform;
-      virtualisation = freeform;
-      system.stateVersion = mkOption { type = types.str; };
-      services.openssh = freeform;
-      services.prometheus = {
-        enable = mkOption {
-          type = types.bool;
-          default = false;
-        };
-        ruleFiles = mkOption {
-          type = types.listOf types.path;
-          default = [ ];
-        };
-        scrapeConfigs = mkOption {
-          type = types.listOf (types.attrsOf types.anything);
-          default = [ ];
-        };
-        checkConfig = mkOption {
-          type = types.either types.bool (types.enum [ "syntax-only" ]);
-          default = true;
-        };
-        globalConfig = mkOption {
-          type = types.attrsOf types.anything;
-          default = { };
+          scrapeConfigs = mkOption {
+            type = types.listOf (types.attrsOf types.anything);
+            default = [ ];
+          };
+          checkConfig = mkOption {
+            type = types.either types.bool (types.enum [ "syntax-only" ]);
+            default = true;
+          };
+          globalConfig = mkOption {
+            type = types.attrsOf types.anything;
+            default = { };
+          };
         };
       };
     };
-  };
 
   eval =
     modules:
     (lib.evalModules {
       modules = [
         nixosStubs
+        readOnlyNixpkgs
         { _module.args.pkgs = pkgs; }
-        ../modules
+        flakeModule
       ]
       ++ modules;
     }).config;
@@ -244,7 +322,8 @@ let
   summary = config: {
     failedAssertions = failedAssertions config;
     settings = config.services.keyfleet.settings;
-    engineConfigScript = config.services.keyfleet.engine.configFile.script;
+    engineConf = config.services.keyfleet.engine.configFile.text;
+    engineExecStart = config.systemd.services.keydb.serviceConfig.ExecStart;
     secretsScript = config.systemd.services.keydb.serviceConfig.ExecStartPre.text;
     keydbService = config.systemd.services.keydb;
     keyfleetService = config.systemd.services.keyfleet;
@@ -263,31 +342,36 @@ let
   host = name: eval [ ../hosts/${name}.nix ];
 
   # The VM tests' nodes, with the test framework's `nodes` argument stubbed.
-  testFleet = [
-    "node1"
-    "node2"
-    "node3"
-  ];
-  testNodes = lib.genAttrs (testFleet ++ [ "monitor" ]) (name: {
-    networking.primaryIPAddress =
+  addresses = {
+    monitor = "192.168.1.1";
+    node1 = "192.168.1.2";
+    node2 = "192.168.1.3";
+    node3 = "192.168.1.4";
+  };
+  testNodeArgs = lib.mapAttrs (_: address: { networking.primaryIPAddress = address; }) addresses;
+  vmNode =
+    name: module:
+    eval [
+      module
+      { networking.primaryIPAddress = addresses.${name}; }
+      { _module.args.nodes = testNodeArgs; }
+    ];
+  # A node without a keyfleet node of its own (the monitoring host) has no engine.
+  vmSummary =
+    config:
+    if config.services.keyfleet.enable then
+      summary config
+    else
       {
-        monitor = "192.168.1.1";
-        node1 = "192.168.1.2";
-        node2 = "192.168.1.3";
-        node3 = "192.168.1.4";
-      }
-      .${name};
-  });
-  testNode =
-    name: extra:
-    eval (
-      [
-        (import ../nixos-tests/common.nix { fleet = testFleet; } name)
-        { networking.primaryIPAddress = testNodes.${name}.networking.primaryIPAddress; }
-        { _module.args.nodes = testNodes; }
-      ]
-      ++ extra
-    );
+        failedAssertions = failedAssertions config;
+        inherit (config.services) prometheus;
+        prometheusCredentials = config.systemd.services.prometheus.serviceConfig.LoadCredential or [ ];
+      };
+  vmTest = file: lib.mapAttrs (name: module: vmSummary (vmNode name module)) (import file).nodes;
+  vmTests = {
+    multiMaster = vmTest ../nixos-tests/multi-master.nix;
+    monitoring = vmTest ../nixos-tests/monitoring.nix;
+  };
 
   # Bad configurations, each of which must fail with its own assertion.
   node1With = extra: failedAssertions (eval ([ ../hosts/node1.nix ] ++ extra));
@@ -312,6 +396,20 @@ let
         ];
       }
     ];
+    hostNamePeer = node1With [
+      {
+        services.keyfleet.peers = lib.mkAfter [
+          {
+            name = "node4";
+            address = "node4.example.org";
+          }
+        ];
+      }
+    ];
+    hostNameSource = node1With [ { services.keyfleet.engine.allowedSources = [ "app.example.org" ]; } ];
+    firewalld = node1With [ { services.firewalld.enable = true; } ];
+    reservedSetting = node1With [ { services.keyfleet.engine.settings.port = 7000; } ];
+    secretSetting = node1With [ { services.keyfleet.engine.settings.masterauth = "hunter2"; } ];
     apiWithoutToken = node1With [ { services.keyfleet.api.tokenFile = lib.mkForce null; } ];
     noEnginePassword = node1With [ { services.keyfleet.engine.passwordFile = lib.mkForce null; } ];
     noReplicationPassword = node1With [
@@ -319,27 +417,49 @@ let
     ];
     redisWithoutPrimary = node1With [ { services.keyfleet.engine.kind = "redis"; } ];
   };
+
+  # Values refused by a type or a read-only option, at evaluation: each must fail on its
+  # own with the message scripts/check-nix.sh looks for.
+  node1Config = extra: eval ([ ../hosts/node1.nix ] ++ extra);
+  refused = {
+    storePathSecret =
+      (node1Config [
+        {
+          services.keyfleet.engine.passwordFile = lib.mkForce "/nix/store/00000000000000000000000000000000-pw";
+        }
+      ]).services.keyfleet.engine.passwordFile;
+    pathLiteralSecret =
+      (node1Config [ { services.keyfleet.api.tokenFile = lib.mkForce ../README.md; } ])
+      .services.keyfleet.api.tokenFile;
+    setsOverlays = (node1Config [ { nixpkgs.overlays = [ (_final: _prev: { }) ]; } ]).nixpkgs.overlays;
+  };
 in
 {
-  hosts = lib.genAttrs hostNames (name: summary (host name));
-  nftablesNode2 =
-    (eval [
-      ../hosts/node2.nix
-      { networking.nftables.enable = true; }
-    ]).networking.firewall;
-  testNodes = {
-    multiMasterNode1 = summary (testNode "node1" [ ]);
-    monitor =
-      let
-        config = eval [
-          (import ../nixos-tests/monitoring.nix).nodes.monitor
-          { _module.args.nodes = testNodes; }
-        ];
-      in
-      {
-        failedAssertions = failedAssertions config;
-        inherit (config.services) prometheus;
-      };
+  # Everything that must evaluate (scripts/check-nix.sh reads it with -A checks).
+  checks = {
+    hosts = lib.genAttrs hostNames (name: summary (host name));
+    # The firewall rules on each backend, and none with the firewall off.
+    firewall = lib.mapAttrs (_: extra: (node1Config [ extra ]).networking.firewall) {
+      iptables = { };
+      nftables.networking.nftables.enable = true;
+      off.networking.firewall.enable = false;
+      keyfleetOff.services.keyfleet.firewall.enable = false;
+    };
+    # A daemon-only setting changes the daemon's TOML, never the engine's command line.
+    engineExecStart = {
+      default = (host "node1").systemd.services.keydb.serviceConfig.ExecStart;
+      otherPollInterval =
+        (node1Config [ { services.keyfleet.fleet.pollInterval = "5s"; } ])
+        .systemd.services.keydb.serviceConfig.ExecStart;
+      otherMaxmemory =
+        (node1Config [ { services.keyfleet.engine.maxmemory = lib.mkForce "2GiB"; } ])
+        .systemd.services.keydb.serviceConfig.ExecStart;
+      otherKeyfleet =
+        (node1Config [
+          { services.keyfleet.package = pkgs.writeText "keyfleet-9.9.9" ""; }
+        ]).systemd.services.keydb.serviceConfig.ExecStart;
+    };
+    inherit vmTests bad;
   };
-  inherit bad;
+  inherit refused;
 }

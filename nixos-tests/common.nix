@@ -1,5 +1,7 @@
 # A keyfleet node for the VM tests: the fleet is every node named in `fleet`, each reached
-# at the address the test framework gives it. Test-only secrets come from the store.
+# at the address the test framework gives it. The keyfleet modules come from the flake's
+# nixosModules.default (the `defaults` of every VM test, see flake.nix); test-only
+# secrets from ./secrets.nix.
 { fleet }:
 name:
 {
@@ -10,7 +12,13 @@ name:
   ...
 }:
 {
-  imports = [ ../modules ];
+  imports = [
+    (import ./secrets.nix {
+      engine-password = "daemon-secret";
+      replication-password = "replication-secret";
+      app-password = "app-secret";
+    })
+  ];
 
   services.keyfleet = {
     enable = true;
@@ -22,9 +30,9 @@ name:
     engine = {
       bind = "${config.networking.primaryIPAddress} 127.0.0.1";
       maxmemory = "256MiB";
-      passwordFile = pkgs.writeText "engine-password" "daemon-secret";
-      replication.passwordFile = pkgs.writeText "replication-password" "replication-secret";
-      users.app.passwordFile = pkgs.writeText "app-password" "app-secret";
+      passwordFile = "/etc/keyfleet-test/engine-password";
+      replication.passwordFile = "/etc/keyfleet-test/replication-password";
+      users.app.passwordFile = "/etc/keyfleet-test/app-password";
     };
   };
 

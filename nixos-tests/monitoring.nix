@@ -8,17 +8,15 @@ let
   mkNode = import ./common.nix { inherit fleet; };
   token = "monitoring-test-token";
 
+  tokenSecret = import ./secrets.nix { api-token = token; };
+
   apiOnNetwork =
+    { config, nodes, ... }:
     {
-      config,
-      nodes,
-      pkgs,
-      ...
-    }:
-    {
+      imports = [ tokenSecret ];
       services.keyfleet.api = {
         listenAddress = config.networking.primaryIPAddress;
-        tokenFile = pkgs.writeText "api-token" token;
+        tokenFile = "/etc/keyfleet-test/api-token";
         allowedSources = [ nodes.monitor.networking.primaryIPAddress ];
       };
     };
@@ -42,11 +40,11 @@ in
     monitor =
       { nodes, pkgs, ... }:
       {
-        imports = [ ../modules ];
+        imports = [ tokenSecret ];
         services.keyfleet.monitoring = {
           enable = true;
           scrapeInterval = "2s";
-          tokenFile = pkgs.writeText "api-token" token;
+          tokenFile = "/etc/keyfleet-test/api-token";
           targets = map (name: {
             inherit name;
             address = nodes.${name}.networking.primaryIPAddress;

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Checks the Nix side of keyfleet where no Nix store can be built: every .nix file parses,
 # is formatted with nixfmt (RFC 166) and has no dead code (deadnix); the alert rules pass
-# promtool; and, with NIXPKGS_LIB set to a checkout of nixpkgs' lib, the NixOS modules
-# evaluate through the real lib.evalModules (nix/eval-modules.nix): the example hosts and
-# the VM test nodes raise no assertion, each bad configuration raises its own, and each
-# host's generated daemon TOML equals examples/hosts/<host>.toml.
+# promtool; the engine's secrets script refuses bad credentials (nix/tests/); and, with
+# NIXPKGS_LIB set to a checkout of nixpkgs' lib, the NixOS modules evaluate through the
+# real lib.evalModules (nix/eval-modules.nix) and nix/tests/check-eval.py checks what
+# they give: the example hosts and the VM test nodes raise no assertion, each bad
+# configuration raises its own, each refused value (a store-path secret,
+# nixpkgs.overlays) fails, each host's daemon TOML equals examples/hosts/<host>.toml,
+# the engine config rendered in Nix equals `keyfleet render keydb-conf` of the same TOML
+# for every host and VM test node, the firewall rules follow the backend, and the
+# engine's command line ignores daemon-only changes.
 #
 # A tool that is not installed is skipped with one line; a check that runs and fails
 # makes the script fail.
@@ -62,51 +67,40 @@ else
   missing promtool
 fi
 
+# The keydb service's ExecStartPre, run as systemd would, against good and bad credentials.
+bash nix/tests/write-secrets.sh || fail "nix/tests/write-secrets.sh"
+
 if [ -z "${NIXPKGS_LIB:-}" ]; then
   echo "module evaluation: skipped (set NIXPKGS_LIB to a checkout of nixpkgs' lib)"
 elif ! have nix-instantiate; then
   echo "module evaluation: skipped (nix-instantiate not installed)"
 else
-  out=$(mktemp)
-  trap 'rm -f "$out"' EXIT
-  if nix-instantiate --eval --strict --json nix/eval-modules.nix \
-    --argstr nixpkgsLib "$NIXPKGS_LIB" > "$out"; then
-    python3 - "$out" << 'EOF' || fail "module evaluation"
-import json, sys, tomllib
-
-result = json.load(open(sys.argv[1]))
-problems = []
-
-for name, host in sorted(result["hosts"].items()):
-    if host["failedAssertions"]:
-        problems.append(f"host {name}: assertions failed: {host['failedAssertions']}")
-    with open(f"examples/hosts/{name}.toml", "rb") as f:
-        expected = tomllib.load(f)
-    if host["settings"] != expected:
-        problems.append(
-            f"host {name}: generated TOML differs from examples/hosts/{name}.toml:\n"
-            f"  module:  {json.dumps(host['settings'], sort_keys=True)}\n"
-            f"  example: {json.dumps(expected, sort_keys=True)}"
-        )
-    else:
-        print(f"host {name}: settings equal examples/hosts/{name}.toml")
-
-for name, node in sorted(result["testNodes"].items()):
-    if node["failedAssertions"]:
-        problems.append(f"VM test node {name}: assertions failed: {node['failedAssertions']}")
-
-for case, messages in sorted(result["bad"].items()):
-    if len(messages) != 1:
-        problems.append(f"bad configuration {case}: expected one failed assertion, got {messages}")
-    else:
-        print(f"bad configuration {case}: refused ({messages[0]})")
-
-for problem in problems:
-    print(problem)
-sys.exit(1 if problems else 0)
-EOF
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  evaluate() {
+    nix-instantiate --eval --strict --json nix/eval-modules.nix --argstr nixpkgsLib "$NIXPKGS_LIB" "$@"
+  }
+  # Values a type or a read-only option must refuse, each in an evaluation of its own.
+  for case in "storePathSecret:not of type \`null or absolute path not in the Nix store'" \
+    "pathLiteralSecret:not of type \`null or absolute path not in the Nix store'" \
+    "setsOverlays:nixpkgs.overlays is set to read-only"; do
+    name=${case%%:*}
+    expected=${case#*:}
+    if evaluate -A "refused.$name" > /dev/null 2> "$work/err"; then
+      fail "refused.$name evaluated: the value was accepted"
+    elif ! grep -qF "$expected" "$work/err"; then
+      fail "refused.$name failed, but not with \"$expected\": $(grep -v nixbld "$work/err")"
+    else
+      echo "refused $name: $(grep -m1 '^error' "$work/err")"
+    fi
+  done
+  # The Rust renderer, for the comparison with the Nix one.
+  cargo build --quiet --locked || fail "cargo build"
+  if evaluate -A checks > "$work/eval.json"; then
+    KEYFLEET=target/debug/keyfleet WORK=$work python3 nix/tests/check-eval.py "$work/eval.json" ||
+      fail "module evaluation"
   else
-    fail "nix-instantiate --eval nix/eval-modules.nix"
+    fail "nix-instantiate --eval nix/eval-modules.nix -A checks"
   fi
 fi
 

@@ -45,6 +45,7 @@
   libuuid,
   openssl,
   systemd,
+  zlib,
 }:
 
 stdenv.mkDerivation (finalAttrs: {
@@ -69,11 +70,15 @@ stdenv.mkDerivation (finalAttrs: {
   '';
 
   nativeBuildInputs = [ pkg-config ];
+  # What src/Makefile links: -lz -lcrypto (always), -lcurl and -luuid (Linux),
+  # libsystemd (USE_SYSTEMD), libssl (BUILD_TLS); -latomic comes with the compiler. zlib
+  # and openssl are named here, not left to curl's propagated inputs.
   buildInputs = [
     curl
     libuuid
     openssl
     systemd
+    zlib
   ];
 
   makeFlags = [

@@ -1,5 +1,5 @@
 # The keyfleet program, built from the repository's own Cargo.lock. The source is only
-# what cargo needs, so an edit to the Nix files or the docs does not rebuild it.
+# what cargo needs (./source.nix lists it).
 {
   lib,
   rustPlatform,
@@ -17,15 +17,7 @@ rustPlatform.buildRustPackage {
 
   src = lib.fileset.toSource {
     inherit root;
-    fileset = lib.fileset.unions [
-      (root + "/Cargo.toml")
-      (root + "/Cargo.lock")
-      (root + "/src")
-      (lib.fileset.maybeMissing (root + "/tests"))
-      (lib.fileset.maybeMissing (root + "/examples"))
-      # INFO captures the unit tests parse.
-      (lib.fileset.maybeMissing (root + "/fixtures"))
-    ];
+    fileset = lib.fileset.unions (map (path: root + "/${path}") (import ./source.nix));
   };
 
   cargoLock.lockFile = root + "/Cargo.lock";
