@@ -21,14 +21,16 @@ mapfile -t paths < <(
   exit 1
 }
 
-root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-mkdir "$root/keyfleet"
+# A fixed place, emptied first, with nothing beside the copy: its parent holds only it.
+# Fixed, so that cargo's own change tracking stays right between runs (a build dir
+# shared with other source paths would reuse binaries whose CARGO_MANIFEST_DIR points
+# elsewhere); its own target directory, for the same reason.
+root=$repo/target/source-set
+rm -rf "$root"
+mkdir -p "$root/keyfleet"
 for p in "${paths[@]}"; do
   cp -a --parents "$p" "$root/keyfleet/"
 done
 echo "test-source-set: ${paths[*]} copied alone into $root/keyfleet"
 cd "$root/keyfleet"
-# The checkout's target directory, for the dependencies already built there; the crate
-# itself is rebuilt from the copy.
-CARGO_TARGET_DIR=$repo/target cargo test --offline --locked --all-targets
+CARGO_TARGET_DIR=$repo/target/source-set-build cargo test --offline --locked --all-targets
