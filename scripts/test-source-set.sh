@@ -2,7 +2,7 @@
 # Tests the crate as the Nix package's check phase does: exactly the paths
 # pkgs/keyfleet/source.nix lists, copied into an empty directory with nothing beside it,
 # then `cargo test --offline --locked` there. A test that reads outside the repository
-# (../shared) or outside the source set fails here as it would in `nix build`. CI runs
+# (a sibling checkout) or outside the source set fails here as it would in `nix build`. CI runs
 # it after the README's test command, which has fetched every crate already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
