@@ -50,26 +50,22 @@ let
   }
   // lib.optionalAttrs (masters != [ ]) { replicaof = map replicaof masters; };
 
-  # Directives engine.settings may not change: the daemon dials, reads or counts on what
-  # they say, or they are secrets (src/config/validate.rs refuses the same ones).
-  reserved = {
-    bind = "set services.keyfleet.engine.bind instead";
-    port = "set services.keyfleet.engine.port instead";
-    unixsocket = "set services.keyfleet.engine.unixSocket instead";
-    dir = "the data directory is the service's StateDirectory, /var/lib/keydb";
-    databases = "set services.keyfleet.engine.databases instead";
-    include = "the run-time secrets file is included last";
-    daemonize = "the engine runs in the foreground under systemd";
-    replicaof = "written from services.keyfleet.peers";
-    slaveof = "written from services.keyfleet.peers";
-    active-replica = "set by services.keyfleet.engine.kind";
-    multi-master = "set by services.keyfleet.engine.kind";
-    user = "a secret: ACL users come from services.keyfleet.engine.users";
-    masteruser = "a secret: set services.keyfleet.engine.replication";
-    masterauth = "a secret: set services.keyfleet.engine.replication.passwordFile";
-    requirepass = "a secret: ACL users come from services.keyfleet.engine.users";
-    aclfile = "ACL users come from services.keyfleet.engine.users";
-  };
+  # Directives engine.settings may not change, and why: the list src/config/validate.rs
+  # refuses too (one "name  why" per line).
+  reserved = lib.listToAttrs (
+    map
+      (line: {
+        name = lib.head line;
+        value = lib.last line;
+      })
+      (
+        lib.filter (m: m != null) (
+          map (builtins.match "([a-z-]+)[[:space:]]+(.*)") (
+            lib.splitString "\n" (builtins.readFile ../src/config/reserved-directives.txt)
+          )
+        )
+      )
+  );
   changedReserved = lib.filter (
     name: ecfg.settings ? ${name} && (typedSettings.${name} or null) != ecfg.settings.${name}
   ) (lib.attrNames reserved);

@@ -136,9 +136,10 @@ async fn poll_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
         }
         let node = crate::fleet::local_node(&state).await;
         let reasons = node.problems();
-        let summary = crate::fleet::summary_line(&node, &reasons, state.engine.has_answered());
+        let answered = state.engine.has_answered();
+        let summary = crate::fleet::summary_line(&node, &reasons, answered);
         if last_summary != summary {
-            if reasons.is_empty() || !state.engine.has_answered() {
+            if reasons.is_empty() || !answered {
                 tracing::info!("{summary}");
             } else {
                 tracing::warn!("{summary}");

@@ -161,36 +161,16 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-/// Engine directives `engine.settings` may not set: the typed keys that own them (the
-/// daemon dials, reads or counts on what they say), or secrets, which reach the engine
-/// through the run-time `include` file and never through this file or the Nix store.
-const RESERVED: &[(&str, &str)] = &[
-    ("bind", "set by `engine.bind`"),
-    ("port", "set by `engine.port`"),
-    ("unixsocket", "set by `engine.unix_socket`"),
-    ("dir", "set by `engine.data_dir`"),
-    ("databases", "set by `engine.databases`"),
-    ("include", "set by `engine.include`"),
-    (
-        "daemonize",
-        "the engine runs in the foreground under systemd or `keyfleet dev`",
-    ),
-    (
-        "replicaof",
-        "written from `peers` (and `engine.primary` for Redis)",
-    ),
-    (
-        "slaveof",
-        "written from `peers` (and `engine.primary` for Redis)",
-    ),
-    ("active-replica", "set by `engine.kind`"),
-    ("multi-master", "set by `engine.kind`"),
-    ("user", "a secret: ACL users come from the `include` file"),
-    ("masteruser", "a secret: it comes from the `include` file"),
-    ("masterauth", "a secret: it comes from the `include` file"),
-    ("requirepass", "a secret: it comes from the `include` file"),
-    ("aclfile", "ACL users come from the `include` file"),
-];
+/// Why `engine.settings` may not set the directive `name` (the daemon depends on it, or
+/// it is a secret), from `reserved-directives.txt`, which the NixOS module reads too.
+fn reserved(name: &str) -> Option<&'static str> {
+    include_str!("reserved-directives.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(char::is_whitespace))
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| why.trim())
+}
 
 /// Why one `engine.settings` entry cannot be rendered, or None when it can.
 fn directive_problem(name: &str, value: &Directive) -> Option<String> {
@@ -203,7 +183,7 @@ fn directive_problem(name: &str, value: &Directive) -> Option<String> {
             "`{name}` is not a directive name (lowercase letters, digits and `-`)"
         ));
     }
-    if let Some((_, why)) = RESERVED.iter().find(|(n, _)| *n == name) {
+    if let Some(why) = reserved(name) {
         return Some(format!("cannot be set here: {why}"));
     }
     let bad_text = |s: &str| s.trim().is_empty() || s.chars().any(char::is_control);
