@@ -229,17 +229,22 @@ async fn wrong_or_missing_password_is_auth_failed_and_never_shown() {
     right.info().await.unwrap();
 }
 
+/// `ACL args...` as the engine's admin (the tests' engines have no password).
+async fn acl<T: redis::FromRedisValue>(conn: &mut MultiplexedConnection, args: &[&str]) -> T {
+    redis::cmd("ACL").arg(args).query_async(conn).await.unwrap()
+}
+
 #[tokio::test]
 async fn acl_user_without_info_is_no_permission() {
     let Some(binary) = redis_server() else { return };
     let server = start(&binary, free_port(), &[]).await;
     let admin = redis::Client::open(format!("redis://127.0.0.1:{}", server.port)).unwrap();
     let mut conn = admin.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg(&["SETUSER", "watcher", "on", ">watch-pw", "+ping"][..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let _: () = acl(
+        &mut conn,
+        &["SETUSER", "watcher", "on", ">watch-pw", "+ping"],
+    )
+    .await;
     let engine = Engine::new(EngineOptions {
         user: Some("watcher".into()),
         ..options(server.port, Some("watch-pw"))
@@ -308,17 +313,8 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
     assert!(!rules.is_empty());
     let mut setuser = vec!["SETUSER", "keyfleet", "reset", "on", ">daemon-pw"];
     setuser.extend(&rules);
-    let _: () = redis::cmd("ACL")
-        .arg(&setuser[..])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg("LOG")
-        .arg("RESET")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let _: () = acl(&mut conn, &setuser).await;
+    let _: () = acl(&mut conn, &["LOG", "RESET"]).await;
 
     let engine = Engine::new(EngineOptions {
         user: Some("keyfleet".into()),
@@ -344,11 +340,7 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
         "engine_no_permission",
         "CONFIG GET reads masterauth in clear: the daemon must not have it"
     );
-    let log: Vec<redis::Value> = redis::cmd("ACL")
-        .arg("LOG")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let log: Vec<redis::Value> = acl(&mut conn, &["LOG"]).await;
     // Exactly the one refusal this test provoked: the client's own handshake and INFO
     // were all allowed.
     assert_eq!(log.len(), 1, "ACL LOG: {log:?}");
