@@ -17,8 +17,6 @@ let
   klib = import ./lib.nix { inherit lib; };
 
   isIPv6 = lib.hasInfix ":";
-  isLoopback = address: address == "::1" || address == "localhost" || lib.hasPrefix "127." address;
-
   peerAddresses = map (p: p.address) cfg.peers;
 
   # port -> sources allowed to it
@@ -28,7 +26,7 @@ let
       sources = lib.unique (peerAddresses ++ cfg.engine.allowedSources);
     }
   ]
-  ++ lib.optional (!isLoopback cfg.api.listenAddress) {
+  ++ lib.optional (!klib.isLoopback cfg.api.listenAddress) {
     inherit (cfg.api) port;
     sources = lib.unique (peerAddresses ++ cfg.api.allowedSources);
   };

@@ -18,12 +18,6 @@ let
   # $CREDENTIALS_DIRECTORY, which is this directory.
   credentialsDir = "/run/credentials/keyfleet.service";
 
-  hostPort =
-    address: port:
-    if lib.hasInfix ":" address then "[${address}]:${toString port}" else "${address}:${toString port}";
-
-  isLoopback = address: address == "::1" || address == "localhost" || lib.hasPrefix "127." address;
-
   peerNames = map (p: p.name) cfg.peers;
 
   peerModule = {
@@ -154,7 +148,7 @@ in
   config = lib.mkIf cfg.enable {
     assertions = [
       {
-        assertion = isLoopback cfg.api.listenAddress || cfg.api.tokenFile != null;
+        assertion = klib.isLoopback cfg.api.listenAddress || cfg.api.tokenFile != null;
         message = "services.keyfleet.api.listenAddress ${cfg.api.listenAddress} is not loopback, so services.keyfleet.api.tokenFile must be set.";
       }
       {
@@ -170,7 +164,7 @@ in
     services.keyfleet.settings = {
       node_name = cfg.nodeName;
       api = {
-        listen = hostPort cfg.api.listenAddress cfg.api.port;
+        listen = klib.hostPort cfg.api.listenAddress cfg.api.port;
       }
       // lib.optionalAttrs (cfg.api.tokenFile != null) {
         token_file = "${credentialsDir}/api-token";

@@ -1,5 +1,6 @@
-# Pure helpers the keyfleet modules share: the type of every secret-file option, and IP
-# address checks for what goes into firewall rules. No options, no config.
+# Pure helpers the keyfleet modules share: the type of every secret-file option, IP
+# address checks for what goes into firewall rules, and address formatting. No options,
+# no config.
 { lib }:
 
 let
@@ -43,4 +44,11 @@ in
         (isIPv4 address && isPrefixLength 32 (lib.last parts))
         || (isIPv6 address && isPrefixLength 128 (lib.last parts))
       );
+
+  # "host:port", with an IPv6 address in brackets.
+  hostPort =
+    address: port:
+    if lib.hasInfix ":" address then "[${address}]:${toString port}" else "${address}:${toString port}";
+
+  isLoopback = address: address == "::1" || address == "localhost" || lib.hasPrefix "127." address;
 }

@@ -9,10 +9,6 @@ let
   klib = import ./lib.nix { inherit lib; };
   mcfg = cfg.monitoring;
 
-  hostPort =
-    address: port:
-    if lib.hasInfix ":" address then "[${address}]:${toString port}" else "${address}:${toString port}";
-
   tokenCredential = "/run/credentials/prometheus.service/keyfleet-api-token";
 
   targetModule = {
@@ -89,7 +85,7 @@ in
             job_name = "keyfleet";
             scrape_interval = mcfg.scrapeInterval;
             static_configs = map (t: {
-              targets = [ (hostPort t.address t.apiPort) ];
+              targets = [ (klib.hostPort t.address t.apiPort) ];
               labels.node = t.name;
             }) mcfg.targets;
           }

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tomllib
 
-result = json.load(open(sys.argv[1]))
+checks = json.load(open(sys.argv[1]))
 work = os.environ["WORK"]
 problems = []
 
@@ -53,7 +53,6 @@ def same_engine_config(label, node):
         print(f"{label}: Nix and Rust render the same engine config ({len(rust.splitlines())} lines)")
 
 
-checks = result
 for name, host in sorted(checks["hosts"].items()):
     if host["failedAssertions"]:
         problems.append(f"host {name}: assertions failed: {host['failedAssertions']}")
@@ -120,7 +119,8 @@ good = subprocess.run(["bash", path], env=env, capture_output=True, text=True)
 written = open(secrets_conf).read() if good.returncode == 0 else ""
 if "masterauth good-pw\n" not in written or "\nuser app reset on #" not in written:
     problems.append(f"node1's secrets script on good credentials: {good.returncode} {good.stderr} {written}")
-os.remove(secrets_conf) if os.path.exists(secrets_conf) else None
+if os.path.exists(secrets_conf):
+    os.remove(secrets_conf)
 open(os.path.join(creds, "user-app"), "w").close()
 bad = subprocess.run(["bash", path], env=env, capture_output=True, text=True)
 if bad.returncode == 0 or "/run/secrets/keyfleet/app-password" not in bad.stderr or os.path.exists(secrets_conf):
