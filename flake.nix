@@ -135,6 +135,7 @@
           };
           multi-master = vmTest ./nixos-tests/multi-master.nix;
           monitoring = vmTest ./nixos-tests/monitoring.nix;
+          logs = vmTest ./nixos-tests/logs.nix;
         }
         // lib.mapAttrs' (
           name: host: lib.nameValuePair "host-${name}" host.config.system.build.toplevel

@@ -49,6 +49,22 @@ in
       tokenFile = "/run/secrets/keyfleet/api-token";
       allowedSources = lib.optional (address != monitoringHost) monitoringHost;
     };
+
+    # Every node ships its engine's and daemon's logs to one bucket, under
+    # fleet-a/<node>/. The bucket expires them with a lifecycle rule (modules/logs.nix).
+    logs = {
+      enable = true;
+      s3 = {
+        endpoint = "https://s3.eu-west-1.amazonaws.com";
+        region = "eu-west-1";
+        bucket = "example-keyfleet-logs";
+        prefix = "fleet-a";
+        pathStyle = false;
+        accessKeyIdFile = "/run/secrets/keyfleet/logs-s3-access-key-id";
+        secretAccessKeyFile = "/run/secrets/keyfleet/logs-s3-secret-access-key";
+      };
+      maxLocalBytes = "2GiB";
+    };
   };
 
   # Stand-ins for the real hardware configuration, so that the system builds.

@@ -7,5 +7,6 @@
     ./keydb-acl.nix
     ./firewall.nix
     ./monitoring.nix
+    ./logs.nix
   ];
 }

@@ -17,6 +17,7 @@ let
   ecfg = cfg.engine;
 
   engineConfLib = import ./engine-conf.nix { inherit lib; };
+  klib = import ./lib.nix { inherit lib; };
   inherit (engineConfLib) quote;
 
   dataDir = "/var/lib/keydb";
@@ -27,12 +28,14 @@ let
     if ecfg.kind == "keydb" then cfg.peers else lib.filter (p: p.name == ecfg.primary) cfg.peers;
 
   # The directives the typed options stand for, as src/render.rs `typed_directives`
-  # writes them from the TOML the typed options make.
+  # writes them from the TOML the typed options make. With logs shipped
+  # (modules/logs.nix) the engine logs to a file the daemon rotates, else to stdout
+  # (the journal).
   typedSettings = {
     inherit (ecfg) bind port databases;
     protected-mode = true;
     daemonize = false;
-    logfile = quote "";
+    logfile = quote (if cfg.logs.enable then klib.engineLogfile else "");
     dir = quote dataDir;
     maxmemory = engineConfLib.parseSize ecfg.maxmemory;
     maxmemory-policy = ecfg.maxmemoryPolicy;
@@ -344,7 +347,8 @@ in
         RuntimeDirectoryMode = "0750";
         StateDirectory = "keydb";
         StateDirectoryMode = "0700";
-        UMask = "0077";
+        # modules/logs.nix makes it 0027: the daemon reads the engine's log through the group.
+        UMask = lib.mkDefault "0077";
         LimitNOFILE = 10032;
         MemoryMax = lib.mkIf (ecfg.memoryMax != null) ecfg.memoryMax;
         CPUQuota = lib.mkIf (ecfg.cpuQuota != null) ecfg.cpuQuota;

@@ -18,6 +18,9 @@ let
   # $CREDENTIALS_DIRECTORY, which is this directory.
   credentialsDir = "/run/credentials/keyfleet.service";
 
+  # The daemon's journals and histories (StateDirectory=).
+  stateDir = "/var/lib/keyfleet";
+
   peerNames = map (p: p.name) cfg.peers;
 
   peerModule = {
@@ -163,6 +166,7 @@ in
 
     services.keyfleet.settings = {
       node_name = cfg.nodeName;
+      state_dir = stateDir;
       api = {
         listen = klib.hostPort cfg.api.listenAddress cfg.api.port;
       }
@@ -183,6 +187,13 @@ in
     services.keyfleet.configFile = settingsFormat.generate "keyfleet-${cfg.nodeName}.toml" cfg.settings;
 
     environment.systemPackages = [ cfg.package ];
+
+    users.users.keyfleet = {
+      description = "keyfleet node daemon";
+      isSystemUser = true;
+      group = "keyfleet";
+    };
+    users.groups.keyfleet = { };
 
     systemd.services.keyfleet = {
       description = "keyfleet node daemon";
@@ -212,8 +223,19 @@ in
           lib.optional (cfg.engine.passwordFile != null) "engine-password:${cfg.engine.passwordFile}"
           ++ lib.optional (cfg.api.tokenFile != null) "api-token:${cfg.api.tokenFile}";
 
-        DynamicUser = true;
-        # The engine's unix socket is 0660 keydb:keydb in the 0750 /run/keydb.
+        # A user of its own rather than DynamicUser=: the daemon writes in the engine's
+        # log directory (modules/logs.nix), and a file a dynamic UID leaves outside the
+        # directories systemd manages for it could end up owned by another service
+        # that is given the same UID later. What DynamicUser= implied and sandbox.nix
+        # does not set is set here (RemoveIPC=); the daemon can write nowhere but its
+        # state directory and, with logs shipped, the log directory.
+        User = "keyfleet";
+        Group = "keyfleet";
+        RemoveIPC = true;
+        StateDirectory = lib.removePrefix "/var/lib/" stateDir;
+        StateDirectoryMode = "0700";
+        # The engine's unix socket is 0660 keydb:keydb in the 0750 /run/keydb, and its
+        # log directory is 2770 keydb:keydb.
         SupplementaryGroups = [ "keydb" ];
         UMask = "0077";
 

@@ -1,6 +1,6 @@
-# Pure helpers the keyfleet modules share: the type of every secret-file option, IP
-# address checks for what goes into firewall rules, and address formatting. No options,
-# no config.
+# Pure helpers the keyfleet modules share: the type of every secret-file option, the
+# size and duration types of the daemon's TOML, IP address checks for what goes into
+# firewall rules, and address formatting. No options, no config.
 { lib }:
 
 let
@@ -16,8 +16,62 @@ let
     && (builtins.tryEval (builtins.deepSeq (lib.network.ipv6.fromString s) true)).success;
 
   isPrefixLength = max: s: builtins.match "[0-9]{1,3}" s != null && lib.toInt s <= max;
+
+  # What src/config/units.rs accepts, as regular expressions (case as there: size units
+  # in any case, duration units in lower case).
+  sizePattern = "[[:space:]]*[0-9]+[[:space:]]*([kKmMgG]([bB]|[iI][bB])?|[tT][iI][bB]|[bB])?[[:space:]]*";
+  durationPattern = "[[:space:]]*([0-9]+)(\\.[0-9]+)?[[:space:]]*(ms|s|m|min|h)?[[:space:]]*";
+
+  logsDir = "/var/log/keydb";
 in
 {
+  # The directory of the engine's log and the daemon's access.log and daemon.log
+  # (modules/logs.nix): the engine service's LogsDirectory=.
+  inherit logsDir;
+  # The engine's `logfile` with logs shipped, as src/config `engine_logfile` makes it
+  # from `logs.dir`.
+  engineLogfile = "${logsDir}/engine.log";
+
+  # A size as the daemon's TOML takes it: "64MiB", "1GiB", "512kb" or bytes.
+  size = lib.types.either lib.types.ints.unsigned (
+    lib.types.strMatching sizePattern
+    // {
+      description = ''size ("64MiB", "1GiB", "512kb")'';
+    }
+  );
+
+  # A duration as the daemon's TOML takes it: "500ms", "2s", "1m", "1h" or seconds.
+  duration = lib.types.either lib.types.ints.unsigned (
+    lib.types.strMatching durationPattern
+    // {
+      description = ''duration ("500ms", "2s", "1m", "1h")'';
+    }
+  );
+
+  # Seconds (a float) of a value of the duration type above.
+  seconds =
+    d:
+    if builtins.isInt d then
+      d
+    else
+      let
+        m = builtins.match durationPattern d;
+        factor =
+          {
+            ms = 1.0e-3;
+            s = 1;
+            m = 60;
+            min = 60;
+            h = 3600;
+          }
+          .${if lib.elemAt m 2 == null then "s" else lib.elemAt m 2};
+      in
+      (
+        lib.toIntBase10 (lib.head m)
+        + (if lib.elemAt m 1 == null then 0 else builtins.fromJSON "0${lib.elemAt m 1}")
+      )
+      * factor;
+
   # A secret is a path to a file read at run time (LoadCredential=), never a store path:
   # a path literal such as ./pw, or a string under /nix/store, would put the secret in
   # the world-readable store. The type refuses both when the option is set.

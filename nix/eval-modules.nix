@@ -7,8 +7,9 @@
 # (nix/nixos-module.nix) with a stand-in `self`. It catches what parsing cannot: an
 # option set that was never declared, a wrong type, an assertion that fails on the
 # example hosts or holds on a bad configuration, a refused value that is accepted; and
-# it returns each host's and VM test node's daemon settings, engine config and secrets
-# script for scripts/check-nix.sh to compare and run.
+# it returns each host's and VM test node's daemon settings, engine config, units and
+# secrets script, and the daemon's TOML of each bad log setting (which `keyfleet render`
+# must refuse too), for scripts/check-nix.sh to compare and run.
 #
 #   nix-instantiate --eval --strict --json nix/eval-modules.nix --argstr nixpkgsLib DIR \
 #     -A checks
@@ -72,6 +73,12 @@ let
     coreutils = drv "coreutils-9.7" { pname = "coreutils"; };
     curl = drv "curl" { };
     jq = drv "jq" { };
+    garage_2 = drv "garage-2.1.0" {
+      pname = "garage";
+      meta.mainProgram = "garage";
+    };
+    minio-client = drv "minio-client" { };
+    zstd = drv "zstd" { };
   };
 
   # The flake, as far as nix/nixos-module.nix reads it.
@@ -117,6 +124,8 @@ let
     };
     prometheus = config.services.prometheus;
     prometheusCredentials = config.systemd.services.prometheus.serviceConfig.LoadCredential or [ ];
+    tmpfiles = config.systemd.tmpfiles.rules;
+    users = lib.attrNames config.users.users;
   };
 
   hostNames = [
@@ -132,6 +141,7 @@ let
     node1 = "192.168.1.2";
     node2 = "192.168.1.3";
     node3 = "192.168.1.4";
+    s3 = "192.168.1.5";
   };
   testNodeArgs = lib.mapAttrs (_: address: { networking.primaryIPAddress = address; }) addresses;
   vmNode =
@@ -156,6 +166,7 @@ let
   vmTests = {
     multiMaster = vmTest ../nixos-tests/multi-master.nix;
     monitoring = vmTest ../nixos-tests/monitoring.nix;
+    logs = vmTest ../nixos-tests/logs.nix;
   };
 
   # Bad configurations, each of which must fail with its own assertion.
@@ -201,7 +212,25 @@ let
       { services.keyfleet.engine.replication.passwordFile = lib.mkForce null; }
     ];
     redisWithoutPrimary = node1With [ { services.keyfleet.engine.kind = "redis"; } ];
-  };
+  }
+  // lib.mapAttrs' (name: extra: lib.nameValuePair "logs/${name}" (node1With extra)) badLogs;
+
+  # Bad log shipping settings (hosts/common.nix enables it on every example host). The
+  # daemon's TOML of each is returned too: `keyfleet render` must refuse it as well.
+  badLogs =
+    lib.mapAttrs (_: extra: [ { services.keyfleet.logs = extra; } ]) {
+      budgetBelowTwoSegments.maxLocalBytes = lib.mkForce "100MiB";
+      tinySegments.rotate.maxSize = 1024;
+      zeroMaxAge.rotate.maxAge = "0s";
+      smallParts.s3.partSize = "1MiB";
+      bucketName.s3.bucket = lib.mkForce "Example_Logs";
+      endpointWithPath.s3.endpoint = lib.mkForce "https://s3.example.org/logs";
+      prefixSlashes.s3.prefix = lib.mkForce "/fleet-a/";
+      region.s3.region = lib.mkForce "eu west 1";
+    }
+    // {
+      engineLogfile = [ { services.keyfleet.engine.settings.logfile = "/tmp/keydb.log"; } ];
+    };
 
   # Values refused by a type or a read-only option, at evaluation: each must fail on its
   # own with the message scripts/check-nix.sh looks for.
@@ -217,6 +246,19 @@ let
       (node1Config [ { services.keyfleet.api.tokenFile = lib.mkForce ../README.md; } ])
       .services.keyfleet.api.tokenFile;
     setsOverlays = (node1Config [ { nixpkgs.overlays = [ (_final: _prev: { }) ]; } ]).nixpkgs.overlays;
+    logsStorePathKey =
+      (node1Config [
+        {
+          services.keyfleet.logs.s3.secretAccessKeyFile =
+            lib.mkForce "/nix/store/00000000000000000000000000000000-key";
+        }
+      ]).services.keyfleet.logs.s3.secretAccessKeyFile;
+    logsBadSize =
+      (node1Config [ { services.keyfleet.logs.rotate.maxSize = "64 parsecs"; } ])
+      .services.keyfleet.logs.rotate.maxSize;
+    logsBadDuration =
+      (node1Config [ { services.keyfleet.logs.rotate.maxAge = "2d"; } ])
+      .services.keyfleet.logs.rotate.maxAge;
   };
 in
 {
@@ -239,12 +281,24 @@ in
       otherMaxmemory =
         (node1Config [ { services.keyfleet.engine.maxmemory = lib.mkForce "2GiB"; } ])
         .systemd.services.keydb.serviceConfig.ExecStart;
+      # Where and how logs are shipped is the daemon's business; only whether the engine
+      # logs to a file is the engine's.
+      otherLogsBucket =
+        (node1Config [ { services.keyfleet.logs.s3.bucket = lib.mkForce "other-bucket"; } ])
+        .systemd.services.keydb.serviceConfig.ExecStart;
+      logsOff =
+        (node1Config [ { services.keyfleet.logs.enable = lib.mkForce false; } ])
+        .systemd.services.keydb.serviceConfig.ExecStart;
       otherKeyfleet =
         (node1Config [
           { services.keyfleet.package = pkgs.writeText "keyfleet-9.9.9" ""; }
         ]).systemd.services.keydb.serviceConfig.ExecStart;
     };
     inherit vmTests bad;
+    badLogsSettings = lib.mapAttrs (_: extra: (node1Config extra).services.keyfleet.settings) badLogs;
+    # The same host without log shipping: no [logs] table, no credentials, no log
+    # directory, the engine logging to stdout.
+    logsOff = summary (node1Config [ { services.keyfleet.logs.enable = lib.mkForce false; } ]);
   };
   inherit refused;
 }

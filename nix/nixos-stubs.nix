@@ -133,6 +133,10 @@ rec {
               type = types.lines;
               default = "";
             };
+            allowedTCPPorts = mkOption {
+              type = types.listOf types.port;
+              default = [ ];
+            };
           };
         };
         users = {
@@ -190,6 +194,11 @@ rec {
           type = types.attrsOf (types.submodule serviceModule);
           default = { };
         };
+        # nixos/modules/system/boot/systemd/tmpfiles.nix
+        systemd.tmpfiles.rules = mkOption {
+          type = types.listOf types.str;
+          default = [ ];
+        };
         boot = freeform;
         fileSystems = freeform;
         virtualisation = freeform;
@@ -198,6 +207,49 @@ rec {
         services.firewalld.enable = mkOption {
           type = types.bool;
           default = false;
+        };
+        # nixos/modules/services/web-servers/garage.nix (nixos-25.11): `package` has no
+        # default, `settings` is pkgs.formats.toml's type with two typed paths.
+        services.garage = {
+          enable = mkOption {
+            type = types.bool;
+            default = false;
+          };
+          package = mkOption { type = types.package; };
+          environmentFile = mkOption {
+            type = types.nullOr types.path;
+            default = null;
+          };
+          extraEnvironment = mkOption {
+            type = types.attrsOf types.str;
+            default = { };
+          };
+          logLevel = mkOption {
+            type = types.enum [
+              "error"
+              "warn"
+              "info"
+              "debug"
+              "trace"
+            ];
+            default = "info";
+          };
+          settings = mkOption {
+            type = types.submodule {
+              freeformType = types.attrsOf types.anything;
+              options = {
+                metadata_dir = mkOption {
+                  type = types.path;
+                  default = "/var/lib/garage/meta";
+                };
+                data_dir = mkOption {
+                  type = types.either types.path (types.listOf types.attrs);
+                  default = "/var/lib/garage/data";
+                };
+              };
+            };
+            default = { };
+          };
         };
         services.prometheus = {
           enable = mkOption {

@@ -8,8 +8,13 @@
 # configuration raises its own, each refused value (a store-path secret,
 # nixpkgs.overlays) fails, each host's daemon TOML equals examples/hosts/<host>.toml,
 # the engine config rendered in Nix equals `keyfleet render keydb-conf` of the same TOML
-# for every host and VM test node, the firewall rules follow the backend, and the
-# engine's command line ignores daemon-only changes.
+# for every host and VM test node (with log shipping on and off), log shipping writes its
+# [logs] table, credentials and log directory (and nothing without it), each bad log
+# setting is refused by the module and by `keyfleet render` alike, the firewall rules
+# follow the backend, and the engine's command line ignores daemon-only changes.
+#
+# The Rust renderer is built with cargo, or taken from KEYFLEET_BIN when that names a
+# keyfleet binary already built.
 #
 # A tool that is not installed is skipped with one line; a check that runs and fails
 # makes the script fail.
@@ -83,7 +88,10 @@ else
   # Values a type or a read-only option must refuse, each in an evaluation of its own.
   for case in "storePathSecret:not of type \`null or absolute path not in the Nix store'" \
     "pathLiteralSecret:not of type \`null or absolute path not in the Nix store'" \
-    "setsOverlays:nixpkgs.overlays is set to read-only"; do
+    "setsOverlays:nixpkgs.overlays is set to read-only" \
+    "logsStorePathKey:not of type \`absolute path not in the Nix store'" \
+    "logsBadSize:not of type \`unsigned integer, meaning >=0, or size (" \
+    "logsBadDuration:not of type \`unsigned integer, meaning >=0, or duration ("; do
     name=${case%%:*}
     expected=${case#*:}
     if evaluate -A "refused.$name" > /dev/null 2> "$work/err"; then
@@ -95,9 +103,13 @@ else
     fi
   done
   # The Rust renderer, for the comparison with the Nix one.
-  cargo build --quiet --locked || fail "cargo build"
+  keyfleet=${KEYFLEET_BIN:-}
+  if [ -z "$keyfleet" ]; then
+    cargo build --quiet --locked || fail "cargo build"
+    keyfleet=target/debug/keyfleet
+  fi
   if evaluate -A checks > "$work/eval.json"; then
-    KEYFLEET=target/debug/keyfleet WORK=$work python3 nix/tests/check-eval.py "$work/eval.json" ||
+    KEYFLEET=$keyfleet WORK=$work python3 nix/tests/check-eval.py "$work/eval.json" ||
       fail "module evaluation"
   else
     fail "nix-instantiate --eval nix/eval-modules.nix -A checks"

@@ -134,43 +134,64 @@ impl ClientArgs {
         let token = self.token()?;
         let mut failures = Vec::new();
         for base in &target.urls {
-            let url = format!("{}{path}", base.trim_end_matches('/'));
-            let resp = match tokio::time::timeout(
-                timeout,
-                crate::http_client::get(&url, token.as_deref()),
-            )
-            .await
-            {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(e)) => {
-                    failures.push(format!("{url}: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    failures.push(format!("{url}: no answer within {timeout:?}"));
-                    continue;
-                }
-            };
-            let body: Value =
-                serde_json::from_slice(&resp.body).map_err(|e| ClientError::NotJson {
-                    url: url.clone(),
-                    detail: e.to_string(),
-                })?;
-            if !(200..300).contains(&resp.status) {
-                let message = body["error"]["message"]
-                    .as_str()
-                    .unwrap_or("no message")
-                    .to_owned();
-                return Err(ClientError::Refused {
-                    url,
-                    status: resp.status,
-                    message,
-                });
+            match call(Method::Get, base, path, token.as_deref(), timeout).await {
+                Err(ClientError::NoAnswer(why)) => failures.push(why),
+                answer => return answer,
             }
-            return Ok(body);
         }
         Err(ClientError::NoAnswer(no_answer(&target, &failures)))
     }
+}
+
+/// The two methods client commands use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// One request to one daemon (`base` is its API URL), bounded by `timeout`. A daemon
+/// that cannot be reached is `NoAnswer`; one that answers with an error status gives
+/// its error message.
+pub async fn call(
+    method: Method,
+    base: &str,
+    path: &str,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<Value, ClientError> {
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let exchange = async {
+        match method {
+            Method::Get => crate::http_client::get(&url, token).await,
+            Method::Post => crate::http_client::post(&url, token).await,
+        }
+    };
+    let resp = match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => return Err(ClientError::NoAnswer(format!("{url}: {e}"))),
+        Err(_) => {
+            return Err(ClientError::NoAnswer(format!(
+                "{url}: no answer within {timeout:?}"
+            )));
+        }
+    };
+    let body: Value = serde_json::from_slice(&resp.body).map_err(|e| ClientError::NotJson {
+        url: url.clone(),
+        detail: e.to_string(),
+    })?;
+    if !(200..300).contains(&resp.status) {
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("no message")
+            .to_owned();
+        return Err(ClientError::Refused {
+            url,
+            status: resp.status,
+            message,
+        });
+    }
+    Ok(body)
 }
 
 fn api_target(api: &str) -> Target {

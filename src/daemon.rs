@@ -4,6 +4,8 @@
 
 use crate::config::Config;
 use crate::engine::{Engine, EngineOptions, Secret, Target};
+use crate::logship::writer::LogFile;
+use crate::logship::{ErrorRecord, Shipper};
 use crate::metrics::Metrics;
 use sd_notify::NotifyState;
 use std::path::Path;
@@ -18,6 +20,20 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The bearer token the API requires and sends to peers.
     pub token: Option<String>,
+    /// Log shipping, when `[logs]` is configured.
+    pub logs: Logs,
+    /// Where the API writes its access log (with log shipping).
+    pub access_log: Option<Arc<LogFile>>,
+}
+
+/// Log shipping as the API sees it.
+pub enum Logs {
+    /// No `[logs]` table: the engine logs to stdout.
+    Off,
+    On(Arc<Shipper>),
+    /// Configured but could not start (an unusable directory or journal); the daemon
+    /// serves on and reports this.
+    Broken(ErrorRecord),
 }
 
 pub fn main(config_path: &Path) -> u8 {
@@ -59,14 +75,56 @@ pub fn main(config_path: &Path) -> u8 {
             }
         };
         let engine = engine_for(&config, secrets.engine_password);
+        let metrics = Arc::new(Metrics::with_databases(config.engine.databases));
+        let logs = start_logs(&config, secrets.logs_s3.as_ref(), &metrics);
+        let access_log = match &logs {
+            Logs::On(shipper) => shipper.writer("access"),
+            _ => None,
+        };
         let state = Arc::new(State {
             engine,
-            metrics: Arc::new(Metrics::with_databases(config.engine.databases)),
+            metrics,
             token: secrets.api_token,
+            logs,
+            access_log,
             config,
         });
         serve(state, listener).await
     })
+}
+
+/// Prepares log shipping and points the daemon's own log at `daemon.log`.
+fn start_logs(
+    config: &Config,
+    keys: Option<&crate::config::S3Keys>,
+    metrics: &Arc<Metrics>,
+) -> Logs {
+    let (Some(cfg), Some(keys)) = (&config.logs, keys) else {
+        return Logs::Off;
+    };
+    match Shipper::new(
+        cfg.clone(),
+        keys,
+        &config.node_name,
+        &config.state_dir,
+        metrics.clone(),
+    ) {
+        Ok(shipper) => {
+            if let Some(w) = shipper.writer("daemon") {
+                let _ = DAEMON_LOG.set(w);
+            }
+            Logs::On(Arc::new(shipper))
+        }
+        Err(e) => {
+            tracing::error!(code = e.code(), "log shipping cannot start: {e}");
+            metrics.record_error(e.code());
+            Logs::Broken(ErrorRecord {
+                code: e.code(),
+                message: e.to_string(),
+                at: crate::logship::now_unix(),
+            })
+        }
+    }
 }
 
 fn engine_for(config: &Config, password: Option<String>) -> Engine {
@@ -89,6 +147,10 @@ fn engine_for(config: &Config, password: Option<String>) -> Engine {
 async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
     let (stop_tx, stop_rx) = watch::channel(false);
     let poller = tokio::spawn(poll_loop(state.clone(), stop_rx.clone()));
+    let shipper = match &state.logs {
+        Logs::On(s) => Some(tokio::spawn(s.clone().run(stop_rx.clone()))),
+        _ => None,
+    };
     let watchdog = tokio::spawn(watchdog_loop(stop_rx.clone()));
     tracing::info!(
         node = %state.config.node_name,
@@ -101,11 +163,11 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
         NotifyState::Status("listening; first engine poll under way"),
     ]);
     let mut shutdown_rx = stop_rx.clone();
-    let server = axum::serve(listener, crate::api::router(state.clone())).with_graceful_shutdown(
-        async move {
-            let _ = shutdown_rx.wait_for(|s| *s).await;
-        },
-    );
+    let app = crate::api::router(state.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = shutdown_rx.wait_for(|s| *s).await;
+    });
     let server = tokio::spawn(async move { server.await });
     wait_for_signal().await;
     tracing::info!("shutting down");
@@ -117,6 +179,9 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
         let _ = server.await;
         let _ = poller.await;
         let _ = watchdog.await;
+        if let Some(s) = shipper {
+            let _ = s.await;
+        }
     })
     .await;
     0
@@ -198,16 +263,45 @@ fn notify(states: &[NotifyState]) {
 /// Logs to stderr (the journal under systemd): one level from `RUST_LOG` ("debug",
 /// "warn", ...; default info), colours only on a terminal. A plain level instead of
 /// per-target filters keeps the regex engine, and its memory, out of the daemon.
+/// With log shipping, the same lines also go to `daemon.log` (plain, no colours).
 fn init_tracing() {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = std::env::var("RUST_LOG")
         .ok()
         .and_then(|l| l.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    let stderr = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    let file = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(|| DaemonLogWriter);
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::from_level(level))
+        .with(stderr)
+        .with(file)
         .try_init();
+}
+
+/// `daemon.log`, once log shipping has started; before that the file layer writes nowhere.
+static DAEMON_LOG: std::sync::OnceLock<Arc<LogFile>> = std::sync::OnceLock::new();
+
+/// Hands each formatted event (one whole line, written at once) to `daemon.log`.
+struct DaemonLogWriter;
+
+impl std::io::Write for DaemonLogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some(log) = DAEMON_LOG.get() {
+            log.write_line(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

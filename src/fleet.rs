@@ -184,5 +184,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// The Prometheus exposition for one scrape, from a fresh read of the engine.
 pub async fn metrics_text(state: &State) -> String {
     let (status, info) = read_local(state).await;
-    state.metrics.render(&status, info.as_ref())
+    let logs = match &state.logs {
+        crate::daemon::Logs::On(shipper) => Some(shipper.status()),
+        _ => None,
+    };
+    state
+        .metrics
+        .render_with_logs(&status, info.as_ref(), logs.as_ref())
 }

@@ -1,4 +1,4 @@
-//! A small HTTP/1.1 GET client for keyfleet's own APIs: a daemon asking its peers, and
+//! A small HTTP/1.1 GET and POST client for keyfleet's own APIs: a daemon asking its peers, and
 //! `keyfleet status` asking a daemon. Plain `http://host:port` only, one connection per
 //! request, the body read whole up to a cap. It is this small on purpose: a general
 //! client (URL parsing, IDNA tables, pools, TLS) would be most of the daemon's resident
@@ -33,6 +33,19 @@ pub struct Response {
 
 /// GETs `url` (http://host:port/path), with `Authorization: Bearer` when a token is given.
 pub async fn get(url: &str, bearer: Option<&str>) -> Result<Response, HttpError> {
+    request(hyper::Method::GET, url, bearer).await
+}
+
+/// POSTs an empty body to `url`, as [`get`] does otherwise.
+pub async fn post(url: &str, bearer: Option<&str>) -> Result<Response, HttpError> {
+    request(hyper::Method::POST, url, bearer).await
+}
+
+async fn request(
+    method: hyper::Method,
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<Response, HttpError> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| HttpError::BadUrl(url.into()))?;
@@ -58,7 +71,10 @@ pub async fn get(url: &str, bearer: Option<&str>) -> Result<Response, HttpError>
     // The connection task ends when the exchange does (or when the caller's timeout
     // drops this future, which drops `sender` and so closes the connection).
     tokio::spawn(conn);
-    let mut req = hyper::Request::get(path).header(hyper::header::HOST, authority);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, authority);
     if let Some(token) = bearer {
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }

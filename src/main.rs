@@ -26,6 +26,8 @@ enum Command {
     Dev(keyfleet::dev::DevArgs),
     /// The fleet at a glance, from a daemon's API.
     Status(keyfleet::status::StatusArgs),
+    /// Log shipping to S3: its state, and flushing it.
+    Logs(keyfleet::logs::LogsArgs),
     /// Render configuration files.
     Render {
         #[command(subcommand)]
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Daemon { config } => keyfleet::daemon::main(&config),
         Command::Dev(args) => keyfleet::dev::main(args),
         Command::Status(args) => keyfleet::status::main(args),
+        Command::Logs(args) => keyfleet::logs::main(args),
         Command::Render {
             what: RenderWhat::KeydbConf { config },
         } => match keyfleet::config::Config::load(&config) {

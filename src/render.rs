@@ -48,7 +48,8 @@ fn typed_directives(c: &Config) -> BTreeMap<String, Vec<String>> {
     set("port", e.port.to_string());
     set("protected-mode", "yes".into());
     set("daemonize", "no".into());
-    set("logfile", quote(""));
+    let logfile = c.engine_logfile().map(|f| f.display().to_string());
+    set("logfile", quote(logfile.as_deref().unwrap_or("")));
     set("databases", e.databases.to_string());
     if let Some(sock) = &e.unix_socket {
         set("unixsocket", quote(&sock.display().to_string()));

@@ -82,18 +82,7 @@ pub fn table(fleet: &Value) -> String {
                 .map_or("-".into(), human_bytes),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
+    let mut out = columns(&rows);
     let healthy = fleet["healthy"].as_bool() == Some(true);
     let _ = writeln!(
         out,
@@ -114,6 +103,30 @@ pub fn table(fleet: &Value) -> String {
     out
 }
 
+/// Rows as left-aligned columns two spaces apart, one line each.
+pub(crate) fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
 fn nodes(fleet: &Value) -> &[Value] {
     fleet["nodes"]
         .as_array()
@@ -125,7 +138,7 @@ fn error_code(n: &Value) -> &str {
     n["error"]["code"].as_str().unwrap_or("down")
 }
 
-fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut u = 0;

@@ -28,10 +28,7 @@ def toml_value(v):
 
 def rust_render(label, settings):
     """`keyfleet render keydb-conf` of the TOML the module writes for this node."""
-    path = os.path.join(work, "node.toml")
-    with open(path, "w") as f:
-        for key, value in settings.items():
-            f.write(f"{json.dumps(key)} = {toml_value(value)}\n")
+    path = write_toml(settings)
     out = subprocess.run(
         [os.environ["KEYFLEET"], "render", "keydb-conf", "--config", path],
         capture_output=True,
@@ -40,6 +37,14 @@ def rust_render(label, settings):
     if out.returncode != 0:
         problems.append(f"{label}: keyfleet render keydb-conf refused the module's TOML: {out.stderr}")
     return out.stdout
+
+
+def write_toml(settings):
+    path = os.path.join(work, "node.toml")
+    with open(path, "w") as f:
+        for key, value in settings.items():
+            f.write(f"{json.dumps(key)} = {toml_value(value)}\n")
+    return path
 
 
 def same_engine_config(label, node):
@@ -51,6 +56,98 @@ def same_engine_config(label, node):
         )
     else:
         print(f"{label}: Nix and Rust render the same engine config ({len(rust.splitlines())} lines)")
+
+
+LOGS_DIR = "/var/log/keydb"
+LOGS_KEYS = {"dir", "compression", "max_local_bytes", "on_budget_full", "local_retention", "rotate", "s3"}
+ROTATE_KEYS = {"max_size", "max_age"}
+S3_KEYS = {
+    "endpoint",
+    "region",
+    "bucket",
+    "prefix",
+    "path_style",
+    "access_key_id_file",
+    "secret_access_key_file",
+    "part_size",
+}
+# Keys the daemon takes that no typed option writes (services.keyfleet.settings.logs).
+OPTIONAL_LOGS_KEYS = {"writer_grace", "retry_max_interval"}
+OPTIONAL_S3_KEYS = {"timeout"}
+CREDENTIALS = {"access_key_id_file": "logs-s3-access-key-id", "secret_access_key_file": "logs-s3-secret-access-key"}
+
+
+def check_daemon_unit(label, node):
+    """What the daemon's unit has with and without logs: a user of its own in the keydb
+    group, its state directory, and the state_dir the TOML names."""
+    unit = node["keyfleetService"]["serviceConfig"]
+    wrong = []
+    if node["settings"].get("state_dir") != "/var/lib/keyfleet":
+        wrong.append(f"state_dir {node['settings'].get('state_dir')!r}")
+    if unit.get("StateDirectory") != "keyfleet" or unit.get("User") != "keyfleet" or "DynamicUser" in unit:
+        wrong.append(f"StateDirectory/User/DynamicUser {unit.get('StateDirectory')!r} {unit.get('User')!r} {unit.get('DynamicUser')!r}")
+    if "keydb" not in unit.get("SupplementaryGroups", []) or "keyfleet" not in node["users"]:
+        wrong.append(f"SupplementaryGroups {unit.get('SupplementaryGroups')!r}, users {node['users']}")
+    if wrong:
+        problems.append(f"{label}: the daemon's unit: {'; '.join(wrong)}")
+
+
+def check_logs(label, node):
+    """With log shipping: the [logs] table with every key, credentials named relative in
+    the TOML and handed over by LoadCredential=, the engine logging to the log directory,
+    which its group (the daemon's) may use. Without: none of it."""
+    settings = node["settings"]
+    daemon = node["keyfleetService"]["serviceConfig"]
+    engine = node["keydbService"]["serviceConfig"]
+    creds = daemon.get("LoadCredential", [])
+    logs_creds = [c for c in creds if c.startswith("logs-s3-")]
+    wrong = []
+    if "logs" not in settings:
+        if logs_creds or "logfile \"\"\n" not in node["engineConf"]:
+            wrong.append(f"credentials {logs_creds} or a logfile without [logs]")
+        if engine.get("LogsDirectory") or engine.get("UMask") != "0077" or daemon.get("ReadWritePaths"):
+            wrong.append(f"engine LogsDirectory/UMask {engine.get('LogsDirectory')!r} {engine.get('UMask')!r}, daemon ReadWritePaths {daemon.get('ReadWritePaths')!r}")
+        if wrong:
+            problems.append(f"{label} (logs off): {'; '.join(wrong)}")
+        else:
+            print(f"{label}: logs off: no [logs] table, no S3 credentials, engine logs to stdout")
+        return
+    logs = settings["logs"]
+    if not (
+        LOGS_KEYS <= set(logs) <= LOGS_KEYS | OPTIONAL_LOGS_KEYS
+        and set(logs["rotate"]) == ROTATE_KEYS
+        and S3_KEYS <= set(logs["s3"]) <= S3_KEYS | OPTIONAL_S3_KEYS
+    ):
+        wrong.append(f"[logs] keys {sorted(logs)}, rotate {sorted(logs['rotate'])}, s3 {sorted(logs['s3'])}")
+    if logs["dir"] != LOGS_DIR:
+        wrong.append(f"logs.dir {logs['dir']!r}")
+    for key, credential in CREDENTIALS.items():
+        if logs["s3"].get(key) != credential:
+            wrong.append(f"logs.s3.{key} = {logs['s3'].get(key)!r}, not the credential name {credential!r}")
+        sources = [c.split(":", 1)[1] for c in creds if c.startswith(credential + ":")]
+        if len(sources) != 1 or not sources[0].startswith("/") or sources[0].startswith("/nix/store"):
+            wrong.append(f"LoadCredential for {credential}: {sources}")
+    if f"\nlogfile {LOGS_DIR}/engine.log\n" not in node["engineConf"]:
+        wrong.append("the engine config has no `logfile /var/log/keydb/engine.log`")
+    if (engine.get("LogsDirectory"), engine.get("LogsDirectoryMode"), engine.get("UMask")) != ("keydb", "2770", "0027"):
+        wrong.append(f"engine LogsDirectory/Mode/UMask {engine.get('LogsDirectory')!r} {engine.get('LogsDirectoryMode')!r} {engine.get('UMask')!r}")
+    if daemon.get("ReadWritePaths") != [f"-{LOGS_DIR}"]:
+        wrong.append(f"daemon ReadWritePaths {daemon.get('ReadWritePaths')!r}")
+    if f"d {LOGS_DIR} 2770 keydb keydb - -" not in node["tmpfiles"]:
+        wrong.append(f"tmpfiles {node['tmpfiles']}")
+    if wrong:
+        problems.append(f"{label} (logs on): {'; '.join(wrong)}")
+    else:
+        print(
+            f"{label}: logs on: [logs] has its {len(LOGS_KEYS)}+{len(ROTATE_KEYS)}+{len(S3_KEYS)} keys,"
+            f" both S3 key files by LoadCredential=, engine logs to {LOGS_DIR}/engine.log (2770 keydb, UMask 0027)"
+        )
+
+
+def check_node(label, node):
+    same_engine_config(label, node)
+    check_daemon_unit(label, node)
+    check_logs(label, node)
 
 
 for name, host in sorted(checks["hosts"].items()):
@@ -66,20 +163,55 @@ for name, host in sorted(checks["hosts"].items()):
         )
     else:
         print(f"host {name}: settings equal examples/hosts/{name}.toml")
-    same_engine_config(f"host {name}", host)
+    check_node(f"host {name}", host)
+
+check_node("host node1 without logs", checks["logsOff"])
 
 for test, nodes in sorted(checks["vmTests"].items()):
     for name, node in sorted(nodes.items()):
         if node["failedAssertions"]:
             problems.append(f"VM test {test} node {name}: assertions failed: {node['failedAssertions']}")
         if "engineConf" in node:
-            same_engine_config(f"VM test {test} node {name}", node)
+            check_node(f"VM test {test} node {name}", node)
+if "logs" not in checks["vmTests"]["logs"]["node1"]["settings"]:
+    problems.append("VM test logs node1 does not ship logs")
 
 for case, messages in sorted(checks["bad"].items()):
     if len(messages) != 1:
         problems.append(f"bad configuration {case}: expected one failed assertion, got {messages}")
     else:
         print(f"bad configuration {case}: refused ({messages[0]})")
+
+# Each bad log setting the module refuses, `keyfleet render` refuses too, naming the key.
+rust_key = {
+    "budgetBelowTwoSegments": "logs.max_local_bytes",
+    "tinySegments": "logs.rotate.max_size",
+    "zeroMaxAge": "logs.rotate.max_age",
+    "smallParts": "logs.s3.part_size",
+    "bucketName": "logs.s3.bucket",
+    "endpointWithPath": "logs.s3.endpoint",
+    "prefixSlashes": "logs.s3.prefix",
+    "region": "logs.s3.region",
+    "engineLogfile": "engine.settings.logfile",
+}
+for case, settings in sorted(checks["badLogsSettings"].items()):
+    if case not in rust_key:
+        problems.append(f"bad log setting {case}: no key expected from keyfleet render (add it to rust_key)")
+        continue
+    if rust_key[case] is None:
+        continue
+    out = subprocess.run(
+        [os.environ["KEYFLEET"], "render", "keydb-conf", "--config", write_toml(settings)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 2 or f"`{rust_key[case]}`" not in out.stderr:
+        problems.append(
+            f"bad log setting {case}: keyfleet render should exit 2 naming `{rust_key[case]}`,"
+            f" got {out.returncode}: {out.stderr.strip()}"
+        )
+    else:
+        print(f"bad log setting {case}: keyfleet render refuses it too ({out.stderr.strip()})")
 
 fw = checks["firewall"]
 if not (fw["iptables"]["extraCommands"] and not fw["iptables"]["extraInputRules"]):
@@ -92,12 +224,16 @@ for off in ("off", "keyfleetOff"):
 print("firewall: iptables rules on the iptables backend, nftables rules on nftables, none when off")
 
 start = checks["engineExecStart"]
-for case in ("otherPollInterval", "otherKeyfleet"):
+for case in ("otherPollInterval", "otherKeyfleet", "otherLogsBucket"):
     if start[case] != start["default"]:
         problems.append(f"{case} changes the engine's ExecStart, restarting every engine: {start[case]}")
-if start["otherMaxmemory"] == start["default"]:
-    problems.append("a different maxmemory leaves the engine's ExecStart unchanged")
-print("engine ExecStart: unchanged by a daemon setting or another keyfleet package, changed by maxmemory")
+for case in ("otherMaxmemory", "logsOff"):
+    if start[case] == start["default"]:
+        problems.append(f"{case} leaves the engine's ExecStart unchanged")
+print(
+    "engine ExecStart: unchanged by a daemon setting, another keyfleet package or another log bucket,"
+    " changed by maxmemory and by turning log shipping off"
+)
 
 # The secrets script exactly as the module writes it for node1, on this host's tools.
 script = [

@@ -3,9 +3,11 @@
 //! the engine protocol. Every error names the file and the key that is wrong, and
 //! `main` turns it into exit status 2.
 
+mod logs;
 mod units;
 mod validate;
 
+pub use logs::{Compression, LogsConfig, MIN_PART_SIZE, OnBudgetFull, RotateConfig, S3Config};
 pub use units::{parse_duration, parse_size};
 
 use serde::Deserialize;
@@ -87,6 +89,11 @@ pub struct Config {
     /// Every other node of the fleet.
     #[serde(default)]
     pub peers: Vec<Peer>,
+    /// Where the daemon keeps its state (journals), written atomically.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Log rotation and shipping to S3; absent means the engine logs to stdout.
+    pub logs: Option<LogsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +203,9 @@ impl Peer {
     }
 }
 
+fn default_state_dir() -> PathBuf {
+    "/var/lib/keyfleet".into()
+}
 fn default_kind() -> EngineKind {
     EngineKind::Keydb
 }
@@ -258,6 +268,21 @@ impl Default for FleetConfig {
 pub struct Secrets {
     pub engine_password: Option<String>,
     pub api_token: Option<String>,
+    /// The log store's access key id and secret key, with `[logs]`.
+    pub logs_s3: Option<S3Keys>,
+}
+
+/// An S3 access key pair, read from files; `Debug` shows neither half.
+#[derive(Clone)]
+pub struct S3Keys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("S3Keys(<redacted>)")
+    }
 }
 
 impl Config {
@@ -304,10 +329,31 @@ impl Config {
             }
             Ok(Some(secret))
         };
+        let logs_s3 = match &self.logs {
+            None => None,
+            Some(l) => Some(S3Keys {
+                access_key_id: read_required(
+                    &read,
+                    "logs.s3.access_key_id_file",
+                    &l.s3.access_key_id_file,
+                )?,
+                secret_access_key: read_required(
+                    &read,
+                    "logs.s3.secret_access_key_file",
+                    &l.s3.secret_access_key_file,
+                )?,
+            }),
+        };
         Ok(Secrets {
             engine_password: read("engine.password_file", &self.engine.password_file)?,
             api_token: read("api.token_file", &self.api.token_file)?,
+            logs_s3,
         })
+    }
+
+    /// The engine's log file, when logs are shipped (else the engine logs to stdout).
+    pub fn engine_logfile(&self) -> Option<PathBuf> {
+        self.logs.as_ref().map(|l| l.dir.join("engine.log"))
     }
 
     /// The host the daemon dials for its own engine: the bind address, or loopback when
@@ -322,6 +368,12 @@ impl Config {
                 .to_owned(),
         }
     }
+}
+
+type ReadSecret<'a> = dyn Fn(&str, &Option<PathBuf>) -> Result<Option<String>, ConfigError> + 'a;
+
+fn read_required(read: &ReadSecret<'_>, key: &str, path: &Path) -> Result<String, ConfigError> {
+    Ok(read(key, &Some(path.to_owned()))?.unwrap_or_default())
 }
 
 #[cfg(test)]

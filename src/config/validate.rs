@@ -138,6 +138,26 @@ impl Config {
                 return Err(invalid(key, message));
             }
         }
+        if let Some(logs) = &self.logs {
+            if let Some((key, message)) = logs.problem() {
+                return Err(invalid(format!("logs.{key}"), message));
+            }
+            if self.engine.settings.contains_key("logfile") {
+                return Err(invalid(
+                    "engine.settings.logfile".into(),
+                    format!(
+                        "with [logs] the engine logs to {}/engine.log, where the daemon rotates it",
+                        logs.dir.display()
+                    ),
+                ));
+            }
+        }
+        if !self.state_dir.is_absolute() {
+            return Err(invalid(
+                "state_dir".into(),
+                format!("`{}` is not absolute", self.state_dir.display()),
+            ));
+        }
         if self.fleet.poll_interval.is_zero() {
             return Err(invalid(
                 "fleet.poll_interval".into(),

@@ -4,6 +4,7 @@
 //! application state, never a global; it only counts and formats, and never talks to
 //! the engine.
 
+mod logship;
 mod redis;
 mod text;
 
@@ -108,12 +109,25 @@ impl Metrics {
     /// The text exposition of one scrape: the `redis_*` subset from `info` (only
     /// `redis_up 0` when the engine did not answer) and keyfleet's own figures.
     pub fn render(&self, status: &NodeStatus, info: Option<&Info>) -> String {
+        self.render_with_logs(status, info, None)
+    }
+
+    /// [`render`](Self::render) plus the log shipping figures, when shipping is on.
+    pub fn render_with_logs(
+        &self,
+        status: &NodeStatus,
+        info: Option<&Info>,
+        logs: Option<&crate::logship::LogsStatus>,
+    ) -> String {
         let mut out = Exposition::with_capacity(16 * 1024);
         match info {
             Some(info) => redis::render(&mut out, &self.fields, info, self.databases),
             None => out.sample(&redis::UP, &[], 0.0),
         }
         self.render_own(&mut out, status);
+        if let Some(logs) = logs {
+            logship::render(&mut out, logs);
+        }
         out.finish()
     }
 

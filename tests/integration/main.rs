@@ -15,4 +15,6 @@ mod config_errors;
 mod daemon;
 mod dev_fleet;
 mod fixture;
+mod logship;
 mod render;
+mod s3_fixture;

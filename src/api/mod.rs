@@ -3,13 +3,16 @@
 //! `ApiError::into_response`. This module owns routing, authentication and the OpenAPI
 //! document; it must not talk to the engine or to peers itself.
 
+mod access_log;
+mod logs;
+
 use crate::daemon::State;
 use crate::fleet;
 use axum::extract::{Request, State as Ax};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
@@ -31,9 +34,15 @@ impl IntoResponse for ApiError {
             tracing::info!(code = self.code, status = %self.status, "{}", self.message);
         }
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        resp.extensions_mut().insert(ErrorCode(self.code));
+        resp
     }
 }
+
+/// The error code of a response, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
 
 pub fn router(state: Arc<State>) -> Router {
     let protected = Router::new()
@@ -42,13 +51,21 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/fleet", get(fleet_view))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
+        .route("/api/v1/logs", get(logs::status))
+        .route("/api/v1/logs/flush", post(logs::flush))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone());
+    match state.access_log.clone() {
+        Some(log) => router.layer(middleware::from_fn(move |req, next| {
+            access_log::record(log.clone(), req, next)
+        })),
+        None => router,
+    }
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -65,7 +82,9 @@ async fn readyz(Ax(state): Ax<Arc<State>>) -> Response {
             "error": {"code": "not_ready", "message": reasons.join("; ")},
             "reasons": reasons,
         });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        let mut resp = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        resp.extensions_mut().insert(ErrorCode("not_ready"));
+        resp
     }
 }
 
@@ -112,7 +131,7 @@ async fn method_not_allowed(req: Request) -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
         message: format!(
-            "{} is not allowed on {}; this API only reads (GET)",
+            "{} is not allowed on {}; see /api/v1/openapi.json for each route's methods",
             req.method(),
             req.uri().path()
         ),

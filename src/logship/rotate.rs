@@ -1,0 +1,459 @@
+//! The rotator worker: watches the log directory (inotify through `notify`, a timer as
+//! the fallback), rotates a source by size or age, closes a renamed segment once its
+//! writer let go, compresses closed segments one at a time on the blocking pool, and
+//! keeps the segments within the disk budget and the local retention.
+
+use super::journal::{Orphan, Segment, State};
+use super::{ErrorRecord, Shipper, now_unix, source_index};
+use crate::config::OnBudgetFull;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How often sizes and ages are checked when the directory watch works, and when not.
+const TICK_WATCHED: Duration = Duration::from_secs(5);
+const TICK_POLLING: Duration = Duration::from_secs(1);
+/// A renamed segment is closed at the latest this long after its grace period, even if
+/// some process still holds it open (it is then logged).
+const MAX_EXTRA_WAIT: Duration = Duration::from_secs(30);
+/// While segments are closing, the rotator looks again this often.
+const CLOSING_TICK: Duration = Duration::from_millis(200);
+
+/// A segment renamed away from a writer that may still hold it open.
+pub(super) struct Closing {
+    seq: u64,
+    not_before: Instant,
+    not_after: Instant,
+}
+
+pub(super) async fn run(me: Arc<Shipper>, mut stop: watch::Receiver<bool>) {
+    let watcher = watch_dir(&me);
+    let tick = if watcher.is_some() {
+        TICK_WATCHED
+    } else {
+        TICK_POLLING
+    };
+    // Age is measured from when a source was first seen non-empty.
+    let mut first_seen: [Option<Instant>; 3] = [None; 3];
+    loop {
+        let busy = !me
+            .closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        let wait = if busy { CLOSING_TICK } else { tick };
+        tokio::select! {
+            _ = me.wake_rotator.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        {
+            let _one_at_a_time = me.rotating.lock().await;
+            for (i, seen) in first_seen.iter_mut().enumerate() {
+                let size = std::fs::metadata(&me.sources[i].path)
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if size == 0 {
+                    *seen = None;
+                    continue;
+                }
+                let since = *seen.get_or_insert_with(Instant::now);
+                let due =
+                    size >= me.cfg.rotate.max_size || since.elapsed() >= me.cfg.rotate.max_age;
+                if due && me.rotate_source(i).is_ok() {
+                    *seen = None;
+                }
+            }
+        }
+        me.close_released();
+        while me.compress_one().await {}
+        me.enforce_budget();
+    }
+}
+
+/// Watches the log directory; every event wakes the rotator (coalesced: `Notify` keeps
+/// one permit). None when the watch cannot be set up (then the timer polls).
+fn watch_dir(me: &Arc<Shipper>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let weak = Arc::downgrade(me);
+    let handler = move |_event: notify::Result<notify::Event>| {
+        if let Some(me) = weak.upgrade() {
+            me.wake_rotator.notify_one();
+        }
+    };
+    let result = notify::recommended_watcher(handler).and_then(|mut w| {
+        w.watch(&me.cfg.dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(w)
+    });
+    match result {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "log shipping: cannot watch {} ({e}); polling every {TICK_POLLING:?}",
+                me.cfg.dir.display()
+            );
+            None
+        }
+    }
+}
+
+impl Shipper {
+    /// Renames source `i`'s active file into a new segment; None when it is empty.
+    pub(super) fn rotate_source(&self, i: usize) -> Result<Option<String>, ErrorRecord> {
+        let src = &self.sources[i];
+        let size = std::fs::metadata(&src.path).map(|m| m.len()).unwrap_or(0);
+        if size == 0 {
+            return Ok(None);
+        }
+        let now = now_unix();
+        let seg = self.journal_update(|j| {
+            let seq = j.next_seq;
+            j.next_seq += 1;
+            let stamp = jiff::Timestamp::from_second(now)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                .strftime("%Y%m%dT%H%M%SZ");
+            let seg = Segment {
+                seq,
+                source: src.name.to_owned(),
+                name: format!("{stamp}-{seq:06}"),
+                rotated_at: now,
+                state: State::Rotating,
+                raw_bytes: 0,
+                stored_bytes: 0,
+                ext: String::new(),
+                multipart: None,
+                uploaded_at: None,
+            };
+            j.segments.push(seg.clone());
+            seg
+        })?;
+        let to = self.raw_path(&seg);
+        let renamed = match &src.writer {
+            Some(w) => w.rotate_to(&to),
+            None => std::fs::rename(&src.path, &to).map(|()| true).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }),
+        };
+        match renamed {
+            Ok(true) => {}
+            Ok(false) => {
+                let _ = self.journal_update(|j| j.remove(seg.seq));
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.journal_update(|j| j.remove(seg.seq));
+                return Err(self.record_error(
+                    Some(i),
+                    "logship_rotate_failed",
+                    format!(
+                        "cannot rename {} to {}: {e}",
+                        src.path.display(),
+                        to.display()
+                    ),
+                ));
+            }
+        }
+        if src.writer.is_some() {
+            // Renamed under the writer's lock: nothing can append any more.
+            self.mark_closed(seg.seq, &to);
+        } else {
+            let now = Instant::now();
+            self.closing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Closing {
+                    seq: seg.seq,
+                    not_before: now + self.cfg.writer_grace,
+                    not_after: now + self.cfg.writer_grace + MAX_EXTRA_WAIT,
+                });
+        }
+        Ok(Some(seg.name))
+    }
+
+    /// After a restart: segments caught mid-rotation get a new grace period, and files
+    /// left by a crash between two steps are put right.
+    pub(super) fn recover(&self) {
+        let segs: Vec<Segment> = self.lock_journal().segments.clone();
+        let now = Instant::now();
+        for seg in segs {
+            let raw = self.raw_path(&seg);
+            match seg.state {
+                State::Rotating if raw.exists() => {
+                    self.closing
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(Closing {
+                            seq: seg.seq,
+                            not_before: now + self.cfg.writer_grace,
+                            not_after: now + self.cfg.writer_grace + MAX_EXTRA_WAIT,
+                        });
+                }
+                // The rename never happened: the lines are still in the active file.
+                State::Rotating => {
+                    let _ = self.journal_update(|j| j.remove(seg.seq));
+                }
+                State::Closed => {
+                    let out =
+                        raw.with_extension(format!("log.{}", self.cfg.compression.extension()));
+                    if !raw.exists() && out.exists() {
+                        // Compressed and renamed, then killed before the journal said so.
+                        let stored = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+                        let ext = self.cfg.compression.extension().to_owned();
+                        let _ = self.journal_update(|j| {
+                            if let Some(s) = j.get_mut(seg.seq) {
+                                s.state = State::Compressed;
+                                s.stored_bytes = stored;
+                                s.ext = ext;
+                            }
+                        });
+                    }
+                }
+                State::Compressed | State::Uploaded => {
+                    // Killed between journaling the compression and removing the raw file.
+                    let _ = std::fs::remove_file(&raw);
+                }
+            }
+        }
+    }
+
+    fn mark_closed(&self, seq: u64, path: &Path) {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let _ = self.journal_update(|j| {
+            if let Some(s) = j.get_mut(seq) {
+                s.state = State::Closed;
+                s.raw_bytes = size;
+            }
+        });
+    }
+
+    /// Closes every renamed segment whose grace period is over and that no process
+    /// holds open any more (or that waited `MAX_EXTRA_WAIT` on top).
+    fn close_released(&self) {
+        let now = Instant::now();
+        let due: Vec<(u64, bool)> = {
+            let closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+            closing
+                .iter()
+                .filter(|c| now >= c.not_before)
+                .map(|c| (c.seq, now >= c.not_after))
+                .collect()
+        };
+        for (seq, overdue) in due {
+            let Some(seg) = self
+                .lock_journal()
+                .segments
+                .iter()
+                .find(|s| s.seq == seq)
+                .cloned()
+            else {
+                self.forget_closing(seq);
+                continue;
+            };
+            let raw = self.raw_path(&seg);
+            if !overdue && held_open(&raw) {
+                continue;
+            }
+            if overdue {
+                tracing::warn!(
+                    "log shipping: {} is still open in some process; closing it anyway",
+                    raw.display()
+                );
+            }
+            self.mark_closed(seq, &raw);
+            self.forget_closing(seq);
+        }
+    }
+
+    fn forget_closing(&self, seq: u64) {
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|c| c.seq != seq);
+    }
+
+    /// Compresses the oldest closed segment; false when there was none (or it failed,
+    /// to be tried again on the next pass).
+    async fn compress_one(&self) -> bool {
+        let Some(seg) = self
+            .lock_journal()
+            .segments
+            .iter()
+            .find(|s| s.state == State::Closed)
+            .cloned()
+        else {
+            return false;
+        };
+        let how = self.cfg.compression;
+        let raw = self.raw_path(&seg);
+        let out = raw.with_extension(format!("log.{}", how.extension()));
+        let (r, o) = (raw.clone(), out.clone());
+        let result =
+            tokio::task::spawn_blocking(move || super::compress::compress_file(&r, &o, how)).await;
+        match result {
+            Ok(Ok(stored)) => {
+                let ok = self.journal_update(|j| {
+                    if let Some(s) = j.get_mut(seg.seq) {
+                        s.state = State::Compressed;
+                        s.stored_bytes = stored;
+                        s.ext = how.extension().to_owned();
+                    }
+                });
+                if ok.is_ok() {
+                    let _ = std::fs::remove_file(&raw);
+                    self.wake_uploader.notify_one();
+                    return true;
+                }
+                false
+            }
+            Ok(Err(e)) => {
+                self.record_error(
+                    Some(source_index(&seg.source)),
+                    "logship_compress_failed",
+                    format!("cannot compress {}: {e}", raw.display()),
+                );
+                false
+            }
+            Err(e) => {
+                self.record_error(
+                    Some(source_index(&seg.source)),
+                    "logship_compress_failed",
+                    e.to_string(),
+                );
+                false
+            }
+        }
+    }
+
+    /// Deletes uploaded segments past their retention, then, while the segments take more
+    /// than `max_local_bytes`: uploaded ones first, then (with `drop_oldest`) the oldest
+    /// unshipped ones, counting their bytes as dropped. Never the segment being uploaded
+    /// or one a writer may still hold.
+    pub(super) fn enforce_budget(&self) {
+        let now = now_unix();
+        let retention = self.cfg.local_retention.as_secs() as i64;
+        let in_flight = self.lock_stats().in_flight;
+        let mut j = self.lock_journal();
+        let mut used: u64 = j
+            .segments
+            .iter()
+            .map(|s| super::disk_bytes(s, &self.segment_path(s)))
+            .sum();
+        let mut delete: Vec<Segment> = Vec::new();
+        for s in &j.segments {
+            let expired = s.uploaded_at.is_some_and(|t| t + retention <= now);
+            if s.state == State::Uploaded && (expired || used > self.cfg.max_local_bytes) {
+                used = used.saturating_sub(s.stored_bytes);
+                delete.push(s.clone());
+            }
+        }
+        let over = used > self.cfg.max_local_bytes;
+        let mut dropped: Vec<Segment> = Vec::new();
+        if over && self.cfg.on_budget_full == OnBudgetFull::DropOldest {
+            for s in &j.segments {
+                if used <= self.cfg.max_local_bytes {
+                    break;
+                }
+                if s.state == State::Uploaded
+                    || s.state == State::Rotating
+                    || Some(s.seq) == in_flight
+                {
+                    continue;
+                }
+                used = used.saturating_sub(super::disk_bytes(s, &self.segment_path(s)));
+                dropped.push(s.clone());
+            }
+        }
+        if delete.is_empty() && dropped.is_empty() {
+            drop(j);
+            self.set_budget_full(over, used);
+            return;
+        }
+        for s in delete.iter().chain(&dropped) {
+            j.remove(s.seq);
+        }
+        for s in &dropped {
+            if let Some(m) = &s.multipart {
+                j.orphans.push(Orphan {
+                    key: self.object_key(s),
+                    upload_id: m.upload_id.clone(),
+                });
+            }
+        }
+        if let Err(e) = j.save(&self.journal_path) {
+            // Put nothing on disk at risk without a journal that says so.
+            drop(j);
+            self.record_error(None, "logship_journal_write_failed", e.to_string());
+            return;
+        }
+        drop(j);
+        for s in delete.iter().chain(&dropped) {
+            let _ = std::fs::remove_file(self.segment_path(s));
+            let _ = std::fs::remove_file(self.raw_path(s));
+        }
+        if !dropped.is_empty() {
+            let mut st = self.lock_stats();
+            for s in &dropped {
+                let i = source_index(&s.source);
+                st.dropped_bytes[i] += s.raw_bytes;
+            }
+        }
+        self.set_budget_full(over, used);
+        if !dropped.is_empty() {
+            let bytes: u64 = dropped.iter().map(|s| s.raw_bytes).sum();
+            self.record_error(
+                None,
+                "logship_budget_full",
+                format!(
+                    "the local budget of {} bytes is reached; dropped the {} oldest unshipped segments ({bytes} log bytes)",
+                    self.cfg.max_local_bytes,
+                    dropped.len()
+                ),
+            );
+        }
+    }
+
+    fn set_budget_full(&self, full: bool, used: u64) {
+        let was = std::mem::replace(&mut self.lock_stats().budget_full, full);
+        if full && !was && self.cfg.on_budget_full == OnBudgetFull::Keep {
+            self.record_error(
+                None,
+                "logship_budget_full",
+                format!(
+                    "the local budget of {} bytes is reached ({used} bytes queued); keeping everything (on_budget_full = \"keep\")",
+                    self.cfg.max_local_bytes
+                ),
+            );
+        }
+    }
+}
+
+/// Whether any process this one can inspect holds `path` open (through /proc).
+fn held_open(path: &Path) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    for p in procs.flatten() {
+        if !p
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|t| t == path) {
+                return true;
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,124 @@
+//! The transport under the S3 client: hyper's pooled HTTP/1.1 client, with rustls for
+//! `https://` endpoints. The system's CA certificates (`SSL_CERT_FILE`, or the usual
+//! bundle) are loaded only for an https endpoint, so a plain-http store costs no TLS
+//! state. Answers are read whole up to a cap.
+
+use super::{ErrorKind, S3Error};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// An answer larger than this is refused rather than buffered.
+const MAX_ANSWER: usize = 256 << 20;
+
+pub(super) struct Transport {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// The parts of an answer the S3 client reads.
+pub(super) struct Answer {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub content_length: Option<u64>,
+    pub body: Bytes,
+}
+
+impl Transport {
+    pub fn new(https: bool) -> Transport {
+        let mut roots = rustls::RootCertStore::empty();
+        if https {
+            let found = rustls_native_certs::load_native_certs();
+            let _ = roots.add_parsable_certificates(found.certs);
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(4)
+            .build(connector);
+        Transport { client }
+    }
+
+    pub async fn send(
+        &self,
+        method: &'static str,
+        url: &url::Url,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Answer, S3Error> {
+        let what = || format!("{method} {}", redacted(url));
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(url.as_str())
+            .header(hyper::header::CONTENT_LENGTH, body.len());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| S3Error::new(ErrorKind::Config, format!("{}: {e}", what())))?;
+        let resp = self.client.request(req).await.map_err(|e| {
+            S3Error::new(ErrorKind::Unreachable, format!("{}: {}", what(), chain(&e)))
+        })?;
+        let status = resp.status().as_u16();
+        let header = |name: hyper::header::HeaderName| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let etag = header(hyper::header::ETAG);
+        let content_length = header(hyper::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+        let body = Limited::new(resp.into_body(), MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|e| {
+                S3Error::new(
+                    ErrorKind::Unreachable,
+                    format!("{}: reading the answer: {e}", what()),
+                )
+            })?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            etag,
+            content_length,
+            body,
+        })
+    }
+}
+
+/// The URL without its query, which holds the signature.
+pub(super) fn redacted(url: &url::Url) -> String {
+    format!(
+        "{}://{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port().map(|p| format!(":{p}")).unwrap_or_default()
+    ) + url.path()
+}
+
+/// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

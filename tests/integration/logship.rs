@@ -1,0 +1,395 @@
+//! Log shipping end to end: a real engine and a real daemon ship to a real S3 server
+//! (s3s-fs) on loopback, and the test reads what landed from the server's own files.
+
+use crate::fixture::*;
+use crate::s3_fixture::*;
+use std::time::Duration;
+
+/// The marker tokens (`eng-R-I`, `/api/v1/test-R-I`) found in `lines`, in order.
+fn markers(lines: &[String], prefix: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let at = l.find(prefix)?;
+            let rest = &l[at..];
+            Some(rest[..rest.find(['"', ' ']).unwrap_or(rest.len())].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_line_of_ten_rotations_arrives_in_order_once() {
+    let Some(s3) = S3Server::start("every_line_of_ten_rotations_arrives_in_order_once") else {
+        return;
+    };
+    // Small segments, so size rotations happen between the flushes too.
+    let node = Node::start(
+        &s3.endpoint(),
+        "[logs.rotate]\nmax_size = \"8KiB\"\n",
+        "prefix = \"fleet-a\"\n",
+    );
+    let mut want_engine = Vec::new();
+    let mut want_api = Vec::new();
+    for r in 0..10 {
+        let lines: Vec<String> = (0..150).map(|i| format!("eng-{r}-{i:03}")).collect();
+        node.engine_log(&lines);
+        want_engine.extend(lines);
+        for i in 0..15 {
+            let path = format!("/api/v1/test-{r}-{i:02}");
+            let (code, _) = get(&format!("{}{path}", node.api)).unwrap();
+            assert_eq!(code, 404);
+            want_api.push(path);
+        }
+        let ticket = node.flush();
+        assert!(ticket["through_seq"].is_u64(), "{ticket}");
+    }
+    let status = node.wait_shipped(Duration::from_secs(60));
+    let engine_objects = s3.objects("fleet-a/solo/engine/");
+    let access_objects = s3.objects("fleet-a/solo/access/");
+    assert!(
+        engine_objects.len() >= 10,
+        "{} engine segments",
+        engine_objects.len()
+    );
+    assert!(engine_objects.iter().all(|(k, _)| k.ends_with(".log.zst")));
+    assert_eq!(
+        markers(&shipped_lines(&engine_objects), "eng-"),
+        want_engine
+    );
+    assert_eq!(
+        markers(&shipped_lines(&access_objects), "/api/v1/test-"),
+        want_api
+    );
+    // The access log says what each request was, and nothing secret.
+    let access = shipped_lines(&access_objects);
+    let line: serde_json::Value =
+        serde_json::from_str(access.iter().find(|l| l.contains("test-3-07")).unwrap()).unwrap();
+    assert_eq!(line["status"], 404);
+    assert_eq!(line["error"], "route_not_found");
+    assert_eq!(line["method"], "GET");
+    assert!(line["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(line["duration_ms"].is_number() && line["time"].is_string());
+    // The daemon's own log ships too.
+    assert!(!s3.objects("fleet-a/solo/daemon/").is_empty());
+    // Figures: the API and the metrics agree with what landed.
+    let engine_status = &status["sources"][0];
+    assert_eq!(engine_status["source"], "engine");
+    assert_eq!(
+        engine_status["uploaded_segments"].as_u64().unwrap(),
+        engine_objects.len() as u64
+    );
+    let uploaded: u64 = engine_objects.iter().map(|(_, b)| b.len() as u64).sum();
+    assert_eq!(engine_status["uploaded_bytes"].as_u64().unwrap(), uploaded);
+    assert_eq!(
+        node.metric("keyfleet_logship_uploaded_bytes_total{source=\"engine\"}"),
+        Some(uploaded as f64)
+    );
+    assert_eq!(
+        node.metric("keyfleet_logship_queue_files{source=\"engine\"}"),
+        Some(0.0)
+    );
+    assert!(
+        node.metric("keyfleet_logship_last_success_timestamp_seconds")
+            .unwrap()
+            > 1.7e9
+    );
+    // Nothing left behind locally once confirmed (local_retention = 0).
+    let left: Vec<_> = std::fs::read_dir(node.path("logs/segments/engine"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn shipping_resumes_after_the_store_was_down_for_a_minute() {
+    let Some(mut s3) = S3Server::start("shipping_resumes_after_the_store_was_down_for_a_minute")
+    else {
+        return;
+    };
+    let node = Node::start(&s3.endpoint(), "", "");
+    let before: Vec<String> = (0..50).map(|i| format!("eng-before-{i}")).collect();
+    node.engine_log(&before);
+    node.flush();
+    node.wait_shipped(Duration::from_secs(30));
+
+    s3.stop();
+    let during: Vec<String> = (0..50).map(|i| format!("eng-during-{i}")).collect();
+    node.engine_log(&during);
+    node.flush();
+    let failing = eventually(Duration::from_secs(20), || {
+        let v = node.logs();
+        (v["failing"] == true).then_some(v)
+    })
+    .expect("the uploader reports the outage");
+    assert_eq!(failing["last_error"]["code"], "s3_unreachable", "{failing}");
+    assert!(failing["oldest_pending_seq"].is_u64());
+    assert!(
+        node.metric("keyfleet_errors_total{code=\"s3_unreachable\"}")
+            .unwrap()
+            >= 1.0
+    );
+    // The daemon keeps serving while the store is down.
+    assert_eq!(get(&format!("{}/api/v1/node", node.api)).unwrap().0, 200);
+    std::thread::sleep(Duration::from_secs(60));
+    let after: Vec<String> = (0..50).map(|i| format!("eng-after-{i}")).collect();
+    node.engine_log(&after);
+    s3.restart();
+    node.flush();
+    let status = node.wait_shipped(Duration::from_secs(60));
+    assert_eq!(status["failing"], false, "{status}");
+    let lines = shipped_lines(&s3.objects("solo/engine/"));
+    let want: Vec<String> = before.into_iter().chain(during).chain(after).collect();
+    assert_eq!(markers(&lines, "eng-"), want);
+}
+
+#[test]
+fn a_daemon_killed_mid_multipart_upload_resumes_it_exactly_once() {
+    let Some(s3) = S3Server::start("a_daemon_killed_mid_multipart_upload_resumes_it_exactly_once")
+    else {
+        return;
+    };
+    // 2 MiB/s through the relay: a 3-part upload takes seconds, time enough to kill.
+    let relay = Relay::start(s3.port, 2 << 20);
+    let endpoint = format!("http://127.0.0.1:{}", relay.port);
+    let mut node = Node::start(&endpoint, "", "part_size = \"5MiB\"\n");
+    // Hex lines, as if the engine wrote them: over 8 MiB once compressed, so two parts.
+    let mut text = String::new();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut i = 0;
+    while text.len() < 16 << 20 {
+        let mut line = format!("line-{i:07} ");
+        for _ in 0..12 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            line += &format!("{x:016x}");
+        }
+        text += &line;
+        text.push('\n');
+        i += 1;
+    }
+    std::fs::write(node.path("logs/engine.log"), &text).unwrap();
+    node.flush();
+    let upload_id = eventually(Duration::from_secs(60), || {
+        let j = node.journal();
+        let seg = j["segments"]
+            .as_array()?
+            .iter()
+            .find(|s| s["source"] == "engine")?
+            .clone();
+        let etags = seg["multipart"]["etags"].as_array()?.len();
+        (etags >= 1).then(|| seg["multipart"]["upload_id"].as_str().unwrap().to_owned())
+    })
+    .expect("a multipart upload with a confirmed part");
+    node.kill_daemon();
+    assert_eq!(
+        s3.open_uploads().len(),
+        1,
+        "the upload is open while the daemon is dead"
+    );
+    relay.set_rate(64 << 20);
+    node.start_daemon();
+    node.wait_shipped(Duration::from_secs(60));
+    let objects = s3.objects("solo/engine/");
+    assert_eq!(
+        objects.len(),
+        1,
+        "{:?}",
+        objects.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
+    let back = zstd::stream::decode_all(&objects[0].1[..]).unwrap();
+    assert!(back == text.as_bytes(), "the object is not the segment");
+    assert!(
+        s3.open_uploads().is_empty(),
+        "an upload was left open: {:?}",
+        s3.open_uploads()
+    );
+    // The same upload was resumed, not a second one started.
+    let lines = relay.request_lines();
+    assert_eq!(
+        relay.requests("POST", "uploads"),
+        1,
+        "CreateMultipartUpload calls: {lines:#?}"
+    );
+    assert_eq!(
+        relay.requests("POST", &format!("uploadId={upload_id}")),
+        1,
+        "CompleteMultipartUpload calls: {lines:#?}"
+    );
+    assert!(relay.requests("PUT", "partNumber=2") >= 1, "{lines:#?}");
+}
+
+#[test]
+fn a_full_budget_with_the_store_down_drops_the_oldest_and_counts_every_byte() {
+    let Some(_s3) =
+        S3Server::start("a_full_budget_with_the_store_down_drops_the_oldest_and_counts_every_byte")
+    else {
+        return;
+    };
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let budget = 64 << 10;
+    let node = Node::start(
+        &nowhere,
+        &format!("max_local_bytes = {budget}\n[logs.rotate]\nmax_size = \"16KiB\"\n"),
+        "",
+    );
+    // The engine's own start-up lines count too.
+    let mut written = std::fs::metadata(node.path("logs/engine.log"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let mut x: u64 = 42;
+    for round in 0..12 {
+        let chunk = noise(round, &mut x);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(node.path("logs/engine.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, chunk.as_bytes()).unwrap();
+        written += chunk.len() as u64;
+        node.flush();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let status = eventually(Duration::from_secs(20), || {
+        let v = node.logs();
+        (v["sources"][0]["dropped_bytes"].as_u64()? > 0
+            && v["sources"][0]["active_bytes"] == 0
+            && node.journal()["segments"]
+                .as_array()?
+                .iter()
+                .all(|s| s["state"] == "compressed"))
+        .then_some(v)
+    })
+    .unwrap_or_else(|| panic!("no drop: {}", node.logs()));
+    let dropped = status["sources"][0]["dropped_bytes"].as_u64().unwrap();
+    let kept: u64 = node.journal()["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["source"] == "engine")
+        .map(|s| s["raw_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        dropped + kept,
+        written,
+        "every byte written is either queued or counted as dropped"
+    );
+    assert_eq!(
+        node.metric("keyfleet_logship_dropped_bytes_total{source=\"engine\"}"),
+        Some(dropped as f64)
+    );
+    assert!(
+        node.metric("keyfleet_errors_total{code=\"logship_budget_full\"}")
+            .unwrap()
+            >= 1.0
+    );
+    assert!(status["budget"]["used_bytes"].as_u64().unwrap() <= budget);
+    let on_disk: u64 = std::fs::read_dir(node.path("logs/segments/engine"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        on_disk <= budget,
+        "{on_disk} bytes on disk, budget {budget}"
+    );
+
+    // With on_budget_full = "keep", nothing is dropped: the error and the gauge say so.
+    let keep = Node::start(
+        &nowhere,
+        &format!(
+            "max_local_bytes = {budget}\non_budget_full = \"keep\"\n[logs.rotate]\nmax_size = \"16KiB\"\n"
+        ),
+        "",
+    );
+    for round in 0..8 {
+        let chunk = noise(round, &mut x);
+        std::fs::write(keep.path("logs/engine.log"), chunk).unwrap();
+        keep.flush();
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let full = eventually(Duration::from_secs(20), || {
+        let v = keep.logs();
+        (v["budget"]["full"] == true).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("budget never full: {}", keep.logs()));
+    assert_eq!(full["sources"][0]["dropped_bytes"], 0);
+    assert_eq!(keep.metric("keyfleet_logship_budget_full"), Some(1.0));
+    assert!(full["budget"]["used_bytes"].as_u64().unwrap() > budget);
+}
+
+/// About 24 KiB of hex lines that compress to about half: the budget fills with
+/// compressed segments too.
+fn noise(round: u32, x: &mut u64) -> String {
+    (0..600)
+        .map(|i| {
+            *x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            format!("r{round}-{i} {:016x}{:016x}\n", *x, x.rotate_left(17))
+        })
+        .collect()
+}
+
+#[test]
+fn wrong_credentials_a_missing_bucket_and_a_garbage_store_have_their_codes() {
+    let Some(s3) =
+        S3Server::start("wrong_credentials_a_missing_bucket_and_a_garbage_store_have_their_codes")
+    else {
+        return;
+    };
+    let cases = [
+        ("s3_access_denied", s3.endpoint(), "", true),
+        (
+            "s3_no_such_bucket",
+            s3.endpoint(),
+            "bucket = \"no-such-bucket\"\n",
+            false,
+        ),
+        (
+            "s3_bad_response",
+            format!("http://127.0.0.1:{}", garbage_server()),
+            "",
+            false,
+        ),
+    ];
+    for (code, endpoint, s3_extra, wrong_secret) in cases {
+        let node = Node::start(&endpoint, "", s3_extra);
+        if wrong_secret {
+            // Credentials are read at start: a wrong secret, then a restart.
+            let mut node = node;
+            std::fs::write(node.path("sk"), "not-the-secret").unwrap();
+            node.kill_daemon();
+            node.start_daemon();
+            check_error(&node, code);
+            continue;
+        }
+        check_error(&node, code);
+    }
+}
+
+fn check_error(node: &Node, code: &str) {
+    node.engine_log(&["something to ship".to_owned()]);
+    node.flush();
+    let v = eventually(Duration::from_secs(20), || {
+        let v = node.logs();
+        (v["last_error"]["code"] == code).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("expected {code}: {}", node.logs()));
+    let message = v["last_error"]["message"].as_str().unwrap();
+    assert!(
+        !message.contains(SECRET_KEY) && !message.contains("X-Amz-Signature"),
+        "{message}"
+    );
+    assert!(
+        node.metric(&format!("keyfleet_errors_total{{code=\"{code}\"}}"))
+            .unwrap()
+            >= 1.0
+    );
+    // Still serving, and the segment is still queued, not lost.
+    assert_eq!(get(&format!("{}/api/v1/node", node.api)).unwrap().0, 200);
+    assert!(
+        v["sources"][0]["queued_segments"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
+}
