@@ -152,10 +152,11 @@ pub fn table(nodes: &[Value]) -> String {
         } else {
             "ok"
         };
+        let prefix = l["prefix"].as_str().unwrap_or("");
         out += &format!(
-            "{url}: s3 {}/{} ({}), {state}, last upload {}\n",
+            "{url}: s3://{}{}{prefix} at {}, {state}, last upload {}\n",
             l["bucket"].as_str().unwrap_or("?"),
-            l["prefix"].as_str().unwrap_or(""),
+            if prefix.is_empty() { "" } else { "/" },
             l["endpoint"].as_str().unwrap_or("?"),
             ago(l["last_success_at"].as_i64())
         );

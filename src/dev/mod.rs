@@ -5,6 +5,7 @@
 //! from the daemons' own API.
 
 mod lock;
+mod s3;
 mod supervise;
 
 use crate::config::EngineKind;
@@ -32,6 +33,17 @@ pub struct DevArgs {
     /// How long to wait for every node to become ready.
     #[arg(long, default_value = "60s", value_parser = crate::config::parse_duration)]
     pub ready_timeout: Duration,
+    /// Ship the fleet's logs to this S3-compatible store (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) [default: an s3s-fs started here, when
+    /// s3s-fs is on PATH]
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket logs go to; created when missing.
+    #[arg(long, value_name = "NAME", default_value = "keyfleet-dev")]
+    pub s3_bucket: String,
+    /// Do not ship logs at all.
+    #[arg(long, conflicts_with = "s3_endpoint")]
+    pub no_s3: bool,
 }
 
 struct Node {
@@ -45,19 +57,20 @@ pub fn find_engine() -> Option<(PathBuf, EngineKind)> {
     if let Some(p) = std::env::var_os("KEYFLEET_KEYDB_SERVER").filter(|p| !p.is_empty()) {
         return Some((PathBuf::from(p), EngineKind::Keydb));
     }
-    let path = std::env::var_os("PATH")?;
-    for (bin, kind) in [
+    [
         ("keydb-server", EngineKind::Keydb),
         ("redis-server", EngineKind::Redis),
-    ] {
-        for dir in std::env::split_paths(&path) {
-            let candidate = dir.join(bin);
-            if candidate.is_file() {
-                return Some((candidate, kind));
-            }
-        }
-    }
-    None
+    ]
+    .into_iter()
+    .find_map(|(bin, kind)| on_path(bin).map(|p| (p, kind)))
+}
+
+/// `bin` in a directory of PATH.
+fn on_path(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|c| c.is_file())
 }
 
 pub fn main(args: DevArgs) -> u8 {
@@ -122,14 +135,26 @@ fn run(args: DevArgs) -> Result<(), String> {
     let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
 
     let (rt, shutdown) = runtime_with_shutdown_flag()?;
+    let mut store = if args.no_s3 {
+        None
+    } else {
+        s3::setup(&rt, &dir, args.s3_endpoint.as_deref(), &args.s3_bucket)?
+    };
     let mut children: Vec<Supervised> = Vec::new();
     let mut fleet = Vec::new();
     for n in &nodes {
         let node_dir = dir.join(&n.name);
-        std::fs::create_dir_all(node_dir.join("data"))
-            .map_err(|e| format!("{}: {e}", node_dir.display()))?;
+        // The engine opens its log file in logs/ (with shipping) as it starts.
+        for sub in ["data", "logs"] {
+            std::fs::create_dir_all(node_dir.join(sub))
+                .map_err(|e| format!("{}: {e}", node_dir.display()))?;
+        }
         let config_path = node_dir.join("keyfleet.toml");
-        let toml = node_toml(n, &nodes, kind, &node_dir);
+        let mut toml = node_toml(n, &nodes, kind, &node_dir);
+        if let Some(store) = &store {
+            let (top, tables) = store.node_toml(&node_dir);
+            toml = top + &toml + &tables;
+        }
         std::fs::write(&config_path, &toml)
             .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let config = crate::config::Config::load(&config_path).map_err(|e| e.to_string())?;
@@ -167,8 +192,12 @@ fn run(args: DevArgs) -> Result<(), String> {
     }
 
     wait_ready(&rt, &nodes, &mut children, args.ready_timeout, &shutdown)?;
-    let fleet_json =
-        serde_json::to_string_pretty(&serde_json::json!({ "nodes": fleet })).expect("json");
+    let mut fleet_doc = serde_json::json!({ "nodes": fleet });
+    if let Some(store) = &store {
+        fleet_doc["logs_s3"] =
+            serde_json::json!({"endpoint": store.endpoint, "bucket": store.bucket});
+    }
+    let fleet_json = serde_json::to_string_pretty(&fleet_doc).expect("json");
     std::fs::write(dir.join("fleet.json"), fleet_json + "\n")
         .map_err(|e| format!("fleet.json: {e}"))?;
     let mut summary = format!(
@@ -193,6 +222,21 @@ fn run(args: DevArgs) -> Result<(), String> {
             shell_word(&args.dir.display().to_string())
         )
     };
+    if let Some(store) = &store {
+        let _ = writeln!(
+            summary,
+            "  logs: shipped to {}/{}/NODE/{}",
+            store.endpoint,
+            store.bucket,
+            match &store.data_dir {
+                Some(d) => format!(
+                    " (s3s-fs, objects under {})",
+                    d.join(&store.bucket).display()
+                ),
+                None => String::new(),
+            }
+        );
+    }
     let _ = writeln!(summary, "  try: {status}   (Ctrl-C stops the fleet)");
     print!("{summary}");
 
@@ -219,6 +263,9 @@ fn run(args: DevArgs) -> Result<(), String> {
         .partition(|c| c.what.ends_with("daemon"));
     stop_all(daemons);
     stop_all(engines);
+    if let Some(server) = store.as_mut().and_then(|s| s.server.take()) {
+        stop_all(vec![server]);
+    }
     let _ = std::fs::remove_file(dir.join("fleet.json"));
     eprintln!("keyfleet dev: stopped");
     Ok(())

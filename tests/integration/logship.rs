@@ -393,3 +393,65 @@ fn check_error(node: &Node, code: &str) {
         "{v}"
     );
 }
+
+#[test]
+fn a_dev_fleet_ships_to_an_s3s_fs_of_its_own() {
+    // S3Server::start only checks the tools here; dev starts its own store.
+    let Some(_tools) = S3Server::start("a_dev_fleet_ships_to_an_s3s_fs_of_its_own") else {
+        return;
+    };
+    let fleet = DevFleet::start(2);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fleet.dir().join("fleet.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["logs_s3"]["bucket"], "keyfleet-dev", "{doc}");
+    let out = keyfleet()
+        .args(["logs", "flush", "--json", "--dir"])
+        .arg(fleet.dir())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 2);
+    for node in ["node1", "node2"] {
+        let engine = fleet
+            .dir()
+            .join(format!("s3/data/keyfleet-dev/{node}/engine"));
+        let found = walk(&engine);
+        assert!(
+            !found.is_empty(),
+            "nothing shipped under {}",
+            engine.display()
+        );
+        // The engine's own start-up lines, readable with the standard decoder.
+        let text = zstd::stream::decode_all(&std::fs::read(&found[0]).unwrap()[..]).unwrap();
+        assert!(!text.is_empty());
+    }
+    let status = keyfleet()
+        .args(["logs", "status", "--dir"])
+        .arg(fleet.dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("s3://keyfleet-dev at http://127.0.0.1:"),
+        "{text}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
