@@ -14,5 +14,13 @@ if ! command -v redis-server >/dev/null && [ -z "${KEYFLEET_KEYDB_SERVER:-}" ]; 
   echo "test.sh: no engine (redis-server or KEYFLEET_KEYDB_SERVER): engine tests will skip"
 fi
 
+if ! command -v s3s-fs >/dev/null; then
+  if [ "${KEYFLEET_REQUIRE_TOOLS:-0}" = 1 ]; then
+    echo "test.sh: no s3s-fs on PATH (cargo install --locked s3s-fs --version 0.14.1 --features binary)" >&2
+    exit 1
+  fi
+  echo "test.sh: no s3s-fs on PATH: log shipping tests will skip (cargo install --locked s3s-fs --version 0.14.1 --features binary)"
+fi
+
 cargo test --locked --all-targets
 bash scripts/check-nix.sh

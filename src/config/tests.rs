@@ -20,6 +20,9 @@ fn the_shipped_example_parses() {
     assert_eq!(c.fleet.peer_timeout, Duration::from_secs(1));
     assert_eq!(c.peers.len(), 2);
     assert_eq!(c.peers[1].api_url(), "http://127.0.0.1:9852");
+    let logs = c.logs.expect("the example ships logs");
+    assert_eq!(logs.s3.bucket, "keyfleet-logs");
+    assert!(!logs.s3.path_style);
 }
 
 #[test]

@@ -93,6 +93,7 @@ fn every_line_of_ten_rotations_arrives_in_order_once() {
             .unwrap()
             > 1.7e9
     );
+    assert_matches_openapi(&node.api, &status);
     // Nothing left behind locally once confirmed (local_retention = 0).
     let left: Vec<_> = std::fs::read_dir(node.path("logs/segments/engine"))
         .unwrap()
@@ -454,4 +455,24 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `/api/v1/logs` answers what the OpenAPI document says, field for field.
+fn assert_matches_openapi(api: &str, logs: &serde_json::Value) {
+    let (_, doc) = get(&format!("{api}/api/v1/openapi.json")).unwrap();
+    for (schema, value) in [("Logs", logs), ("LogSource", &logs["sources"][0])] {
+        let schema = &doc["components"]["schemas"][schema];
+        for field in schema["required"].as_array().unwrap() {
+            assert!(
+                value.get(field.as_str().unwrap()).is_some(),
+                "required `{field}` missing from {value}"
+            );
+        }
+        for key in value.as_object().unwrap().keys() {
+            assert!(
+                schema["properties"].get(key).is_some(),
+                "`{key}` is not in the OpenAPI schema"
+            );
+        }
+    }
 }

@@ -92,6 +92,13 @@ fn a_real_engine_accepts_the_rendered_config() {
     if kind == keyfleet::config::EngineKind::Redis {
         engine.insert("primary".into(), "node2".into());
     }
+    // The example ships logs: the engine writes its log into the log directory.
+    let log_dir = dir.path().join("logs");
+    std::fs::create_dir(&log_dir).unwrap();
+    config["logs"]
+        .as_table_mut()
+        .unwrap()
+        .insert("dir".into(), log_dir.to_str().unwrap().into());
     let config_path = dir.path().join("node.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
     let conf_path = dir.path().join("engine.conf");
@@ -130,6 +137,8 @@ fn a_real_engine_accepts_the_rendered_config() {
         .query(&mut con)
         .unwrap();
     assert_eq!(maxmemory[1], (1u64 << 30).to_string());
+    let log = std::fs::read_to_string(log_dir.join("engine.log")).unwrap_or_default();
+    assert!(!log.is_empty(), "the engine did not write logs/engine.log");
     let masterauth: Vec<String> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("masterauth")
