@@ -34,6 +34,11 @@ pub async fn read_local(state: &State) -> (NodeStatus, Option<Info>) {
     state.metrics.observe_info_duration(started.elapsed());
     match result {
         Ok(info) => {
+            if let (crate::daemon::Logs::On(shipper), Some(pid)) =
+                (&state.logs, info.get_u64("process_id"))
+            {
+                shipper.set_engine_pid(u32::try_from(pid).unwrap_or(0));
+            }
             let status = NodeStatus::from_info(
                 &c.node_name,
                 c.engine.kind,

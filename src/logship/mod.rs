@@ -103,6 +103,9 @@ pub struct Shipper {
     wake_uploader: Notify,
     /// One rotation at a time: the rotator's and a flush's.
     rotating: tokio::sync::Mutex<()>,
+    /// The engine's pid, from its INFO (0 until known): to see whether it still holds a
+    /// renamed log file open.
+    engine_pid: std::sync::atomic::AtomicU32,
 }
 
 /// Why shipping could not start; the daemon keeps serving and reports it.
@@ -171,8 +174,15 @@ impl Shipper {
             wake_rotator: Notify::new(),
             wake_uploader: Notify::new(),
             rotating: tokio::sync::Mutex::new(()),
+            engine_pid: std::sync::atomic::AtomicU32::new(0),
             cfg,
         })
+    }
+
+    /// The engine's pid, as its INFO `process_id` says.
+    pub fn set_engine_pid(&self, pid: u32) {
+        self.engine_pid
+            .store(pid, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The writer of one of the daemon's own sources ("access" or "daemon").

@@ -231,19 +231,19 @@ impl Shipper {
         });
     }
 
-    /// Closes every renamed segment whose grace period is over and that no process
-    /// holds open any more (or that waited `MAX_EXTRA_WAIT` on top).
+    /// Closes every renamed segment whose writer has let go: at once when the engine's
+    /// open files can be read and do not hold it, else once `writer_grace` is over and
+    /// no process this daemon can see holds it (or `MAX_EXTRA_WAIT` later, regardless).
     fn close_released(&self) {
         let now = Instant::now();
-        let due: Vec<(u64, bool)> = {
+        let candidates: Vec<(u64, bool, bool)> = {
             let closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
             closing
                 .iter()
-                .filter(|c| now >= c.not_before)
-                .map(|c| (c.seq, now >= c.not_after))
+                .map(|c| (c.seq, now >= c.not_before, now >= c.not_after))
                 .collect()
         };
-        for (seq, overdue) in due {
+        for (seq, graced, overdue) in candidates {
             let Some(seg) = self
                 .lock_journal()
                 .segments
@@ -255,10 +255,14 @@ impl Shipper {
                 continue;
             };
             let raw = self.raw_path(&seg);
-            if !overdue && held_open(&raw) {
+            let release = match self.engine_holds(&raw) {
+                Some(held) => !held,
+                None => graced && !held_open(&raw),
+            };
+            if !release && !overdue {
                 continue;
             }
-            if overdue {
+            if !release {
                 tracing::warn!(
                     "log shipping: {} is still open in some process; closing it anyway",
                     raw.display()
@@ -267,6 +271,27 @@ impl Shipper {
             self.mark_closed(seq, &raw);
             self.forget_closing(seq);
         }
+    }
+
+    /// Whether the engine holds `path` open, from its open files in /proc; None when they
+    /// cannot be read (another user's process, as on NixOS) or the engine's pid is not
+    /// known yet.
+    fn engine_holds(&self, path: &Path) -> Option<bool> {
+        let pid = self.engine_pid.load(std::sync::atomic::Ordering::Relaxed);
+        if pid == 0 {
+            return None;
+        }
+        // The pid comes from the engine's INFO: make sure it names the engine here (a
+        // different pid namespace would make it someone else's).
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if !(comm.starts_with("keydb") || comm.starts_with("redis")) {
+            return None;
+        }
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        Some(
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path)),
+        )
     }
 
     fn forget_closing(&self, seq: u64) {

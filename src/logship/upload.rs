@@ -174,6 +174,9 @@ impl Shipper {
     fn confirmed(&self, seg: &Segment, key: &str) {
         let now = now_unix();
         let keep = !self.cfg.local_retention.is_zero();
+        let i = source_index(&seg.source);
+        // The counters change under the journal's lock, with the queue: a status read in
+        // between never sees the segment gone from the queue and not yet counted.
         let journaled = self.journal_update(|j| {
             j.last_success_at = now;
             if keep {
@@ -185,20 +188,19 @@ impl Shipper {
             } else {
                 j.remove(seg.seq);
             }
+            let mut st = self.lock_stats();
+            st.uploaded_segments[i] += 1;
+            st.uploaded_bytes[i] += seg.stored_bytes;
+            st.last_upload[i] = Some(UploadRecord {
+                segment: seg.name.clone(),
+                object: key.to_owned(),
+                bytes: seg.stored_bytes,
+                at: now,
+            });
         });
         if journaled.is_ok() && !keep {
             let _ = std::fs::remove_file(self.segment_path(seg));
         }
-        let i = source_index(&seg.source);
-        let mut st = self.lock_stats();
-        st.uploaded_segments[i] += 1;
-        st.uploaded_bytes[i] += seg.stored_bytes;
-        st.last_upload[i] = Some(UploadRecord {
-            segment: seg.name.clone(),
-            object: key.to_owned(),
-            bytes: seg.stored_bytes,
-            at: now,
-        });
         tracing::debug!("log shipping: uploaded {key} ({} bytes)", seg.stored_bytes);
     }
 }
