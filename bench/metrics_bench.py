@@ -7,7 +7,11 @@ Measures, for each of the two processes scraping one engine:
   - resident memory idle (before any scrape) and after the scrapes.
 Also measures keyfleet's start-to-READY=1 (sd_notify) with the engine already up.
 
-Usage: bench/metrics_bench.py [--scrapes N] [--keyfleet target/release/keyfleet]
+With --ship, keyfleet's daemon also ships its logs to an s3s-fs started here (a [logs]
+table; the engine logs into its log directory), and after the scrapes one
+`logs flush` is made and the RSS read again once idle.
+
+Usage: bench/metrics_bench.py [--scrapes N] [--keyfleet target/release/keyfleet] [--ship]
 Engine: $KEYFLEET_KEYDB_SERVER if set, else redis-server. Exporter: prometheus-redis-exporter
 (Debian) or redis_exporter on PATH. Everything listens on 127.0.0.1 ports picked here.
 """
@@ -67,6 +71,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scrapes", type=int, default=500)
     ap.add_argument("--keyfleet", default="target/release/keyfleet")
+    ap.add_argument("--ship", action="store_true", help="ship logs to a local s3s-fs")
     args = ap.parse_args()
     engine = os.environ.get("KEYFLEET_KEYDB_SERVER") or shutil.which("redis-server")
     exporter = shutil.which("prometheus-redis-exporter") or shutil.which("redis_exporter")
@@ -78,14 +83,32 @@ def main():
     procs = []
     try:
         debug = [] if kind == "keydb" else ["--enable-debug-command", "local"]  # Redis 7 locks DEBUG
-        procs.append(subprocess.Popen([engine, "--port", str(eport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *debug],
+        logs_toml = ""
+        logfile = []
+        if args.ship:
+            if not shutil.which("s3s-fs"):
+                sys.exit("--ship needs s3s-fs on PATH")
+            sport = free_port()
+            os.makedirs(os.path.join(work, "s3", "bench"))
+            os.makedirs(os.path.join(work, "logs"))
+            open(os.path.join(work, "ak"), "w").write("AKBENCH")
+            open(os.path.join(work, "sk"), "w").write("benchsecret0123456789")
+            procs.append(subprocess.Popen(["s3s-fs", "--host", "127.0.0.1", "--port", str(sport), "--access-key", "AKBENCH",
+                                           "--secret-key", "benchsecret0123456789", os.path.join(work, "s3")],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(sport)
+            logfile = ["--logfile", os.path.join(work, "logs", "engine.log")]
+            logs_toml = (f'[logs]\ndir = "{work}/logs"\n[logs.s3]\nendpoint = "http://127.0.0.1:{sport}"\nbucket = "bench"\n'
+                         f'access_key_id_file = "{work}/ak"\nsecret_access_key_file = "{work}/sk"\n')
+        procs.append(subprocess.Popen([engine, "--port", str(eport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *debug, *logfile],
                                       stdout=subprocess.DEVNULL))
         wait_port(eport)
         # A small data set: 10k keys.
         subprocess.run(["redis-cli", "-p", str(eport), "DEBUG", "POPULATE", "10000"], check=True, stdout=subprocess.DEVNULL)
         config = os.path.join(work, "node.toml")
         with open(config, "w") as f:
-            f.write(f'node_name = "bench"\n[engine]\nkind = "{kind}"\nport = {eport}\n[api]\nlisten = "127.0.0.1:{kport}"\n')
+            f.write(f'node_name = "bench"\nstate_dir = "{work}/state"\n[engine]\nkind = "{kind}"\nport = {eport}\n'
+                    f'[api]\nlisten = "127.0.0.1:{kport}"\n{logs_toml}')
         ready = ready_time(args.keyfleet, config, 20)
         kf = subprocess.Popen([args.keyfleet, "daemon", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ex = subprocess.Popen([exporter, "-redis.addr", f"redis://127.0.0.1:{eport}", "-web.listen-address", f"127.0.0.1:{xport}"],
@@ -106,7 +129,22 @@ def main():
                 size[name] = n
         cpu = {"keyfleet": cpu_seconds(kf.pid) - cpu0["keyfleet"], "redis_exporter": cpu_seconds(ex.pid) - cpu0["redis_exporter"]}
         after = {"keyfleet": rss_kib(kf.pid), "redis_exporter": rss_kib(ex.pid)}
-        print(f"engine: {engine} ({kind}), {args.scrapes} scrapes each, interleaved")
+        shipped = None
+        if args.ship:
+            c = http.client.HTTPConnection("127.0.0.1", kport, timeout=10)
+            c.request("POST", "/api/v1/logs/flush")
+            assert c.getresponse().status == 202
+            c.close()
+            time.sleep(5)  # writer_grace, compression, upload; then idle again
+            c = http.client.HTTPConnection("127.0.0.1", kport, timeout=10)
+            c.request("GET", "/api/v1/logs")
+            import json
+            st = json.loads(c.getresponse().read())
+            c.close()
+            assert st["oldest_pending_seq"] is None and st["last_success_at"], st
+            shipped = rss_kib(kf.pid)
+        print(f"engine: {engine} ({kind}), {args.scrapes} scrapes each, interleaved"
+              + (", keyfleet shipping its logs to s3s-fs" if args.ship else ""))
         print(f"{'':16}{'median ms':>10}{'p90 ms':>9}{'CPU ms/scrape':>15}{'RSS idle MiB':>14}{'RSS after MiB':>15}{'body KiB':>10}")
         for name in lat:
             q = statistics.quantiles(lat[name], n=10)
@@ -117,6 +155,9 @@ def main():
         medians = {name: statistics.median(v) for name, v in lat.items()}
         print(f"ratios keyfleet/redis_exporter: median latency {ratio(medians):.2f}, "
               f"CPU per scrape {ratio(cpu):.2f}, idle RSS {ratio(idle):.2f}")
+        if shipped is not None:
+            print(f"keyfleet RSS after a logs flush (all three sources shipped), idle: {shipped/1024:.1f} MiB, "
+                  f"{shipped / idle['redis_exporter']:.2f} of redis_exporter's idle RSS")
         print(f"keyfleet start to READY=1 (engine up, 20 runs): median {statistics.median(ready)*1e3:.1f} ms, max {max(ready)*1e3:.1f} ms")
     finally:
         for p in procs:

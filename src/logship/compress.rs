@@ -8,8 +8,9 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::Path;
 
-/// zstd's default level: about gzip -6's ratio on log text at several times its speed.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd's fastest regular level: on engine logs about gzip -6's ratio at several times
+/// its speed (BENCHMARKS.md), with the daemon built for size.
+const ZSTD_LEVEL: i32 = 1;
 
 /// Compresses `raw` into `out`; returns the compressed size.
 pub fn compress_file(raw: &Path, out: &Path, how: Compression) -> std::io::Result<u64> {

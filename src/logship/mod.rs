@@ -260,13 +260,19 @@ impl Shipper {
     fn journal_update<R>(&self, change: impl FnOnce(&mut Journal) -> R) -> Result<R, ErrorRecord> {
         let mut j = self.lock_journal();
         let r = change(&mut j);
-        match j.save(&self.journal_path) {
+        match self.save_journal(&j) {
             Ok(()) => Ok(r),
             Err(e) => {
                 drop(j);
                 Err(self.record_error(None, "logship_journal_write_failed", e.to_string()))
             }
         }
+    }
+
+    /// Writes the journal. The fsyncs can take seconds on a busy disk: the runtime's
+    /// other tasks (the API) move to another thread meanwhile.
+    fn save_journal(&self, j: &Journal) -> Result<(), JournalError> {
+        tokio::task::block_in_place(|| j.save(&self.journal_path))
     }
 
     /// Records an error for the API and the metrics and logs it; returns the record.

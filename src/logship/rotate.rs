@@ -409,7 +409,7 @@ impl Shipper {
                 });
             }
         }
-        if let Err(e) = j.save(&self.journal_path) {
+        if let Err(e) = self.save_journal(&j) {
             // Put nothing on disk at risk without a journal that says so.
             drop(j);
             self.record_error(None, "logship_journal_write_failed", e.to_string());

@@ -476,3 +476,43 @@ fn assert_matches_openapi(api: &str, logs: &serde_json::Value) {
         }
     }
 }
+
+#[test]
+fn an_https_store_is_verified_against_the_ca_certificates_given() {
+    let Some(s3) = S3Server::start("an_https_store_is_verified_against_the_ca_certificates_given")
+    else {
+        return;
+    };
+    let tls_dir = tempfile::tempdir().unwrap();
+    let Some((port, ca, mut front)) = tls_front(tls_dir.path(), s3.port) else {
+        skip!(
+            "skipped an_https_store_is_verified_against_the_ca_certificates_given: no openssl or python3"
+        );
+        return;
+    };
+    let endpoint = format!("https://127.0.0.1:{port}");
+    // The system's CA certificates do not know this store's: refused, and said so.
+    let mut node = Node::start(&endpoint, "", "");
+    check_error(&node, "s3_unreachable");
+    let message = node.logs()["last_error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    // Trusting its CA (SSL_CERT_FILE), the same queue ships over TLS.
+    node.env
+        .push(("SSL_CERT_FILE".into(), ca.display().to_string()));
+    node.kill_daemon();
+    node.start_daemon();
+    node.engine_log(&["over-tls".to_owned()]);
+    node.flush();
+    node.wait_shipped(Duration::from_secs(30));
+    let lines = shipped_lines(&s3.objects("solo/engine/"));
+    assert!(
+        lines.iter().any(|l| l.contains("something to ship")),
+        "the segment queued while refused"
+    );
+    assert!(lines.iter().any(|l| l.contains("over-tls")));
+    let _ = front.kill();
+    let _ = front.wait();
+}

@@ -172,6 +172,8 @@ pub struct Node {
     pub engine_port: u16,
     engine: Child,
     daemon: Option<Child>,
+    /// Environment for the daemon (set, then restart it with `kill_daemon`/`start_daemon`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -237,6 +239,7 @@ impl Node {
             engine_port,
             engine,
             daemon: None,
+            env: Vec::new(),
         };
         node.start_daemon();
         node
@@ -246,6 +249,7 @@ impl Node {
         let child = keyfleet()
             .args(["daemon", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -478,4 +482,123 @@ pub fn garbage_server() -> u16 {
         }
     });
     port
+}
+
+/// A TLS front for `upstream` (Python's ssl module) with a certificate for 127.0.0.1
+/// signed by a throwaway CA: (its port, the CA's PEM file, the process). None without
+/// python3 or openssl.
+pub fn tls_front(dir: &Path, upstream: u16) -> Option<(u16, PathBuf, Child)> {
+    let run = |args: &[&str]| {
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=keyfleet test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])?;
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .ok()?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ])?;
+    let script = r#"
+import socket, ssl, sys, threading
+cert, key, port_file, upstream = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(16)
+open(port_file, "w").write(str(srv.getsockname()[1]))
+def pump(a, b):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            b.sendall(d)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+    except (ssl.SSLError, OSError):
+        c.close()
+        return
+    u = socket.create_connection(("127.0.0.1", int(upstream)))
+    threading.Thread(target=pump, args=(t, u), daemon=True).start()
+    pump(u, t)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+    let port_file = dir.join("tls.port");
+    let child = Command::new("python3")
+        .args(["-c", script, "leaf.pem", "leaf.key"])
+        .arg(&port_file)
+        .arg(upstream.to_string())
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let port = eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&port_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })?;
+    Some((port, dir.join("ca.pem"), child))
 }
