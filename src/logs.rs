@@ -6,6 +6,7 @@
 //! out), 3 no daemon could be asked.
 
 use crate::client::{ClientArgs, ClientError, Method, call};
+use crate::status::human_bytes;
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -180,14 +181,18 @@ pub fn table(nodes: &[Value]) -> String {
             let n = |k: &str| s[k].as_u64().unwrap_or(0);
             rows.push(vec![
                 s["source"].as_str().unwrap_or("?").to_owned(),
-                bytes(n("active_bytes")),
-                format!("{} ({})", n("queued_segments"), bytes(n("queued_bytes"))),
+                human_bytes(n("active_bytes")),
+                format!(
+                    "{} ({})",
+                    n("queued_segments"),
+                    human_bytes(n("queued_bytes"))
+                ),
                 format!(
                     "{} ({})",
                     n("uploaded_segments"),
-                    bytes(n("uploaded_bytes"))
+                    human_bytes(n("uploaded_bytes"))
                 ),
-                bytes(n("dropped_bytes")),
+                human_bytes(n("dropped_bytes")),
                 ago(s["last_upload"]["at"].as_i64()),
             ]);
         }
@@ -195,8 +200,8 @@ pub fn table(nodes: &[Value]) -> String {
         let budget = &l["budget"];
         out += &format!(
             "budget: {} of {} used{}\n",
-            bytes(budget["used_bytes"].as_u64().unwrap_or(0)),
-            bytes(budget["max_local_bytes"].as_u64().unwrap_or(0)),
+            human_bytes(budget["used_bytes"].as_u64().unwrap_or(0)),
+            human_bytes(budget["max_local_bytes"].as_u64().unwrap_or(0)),
             if budget["full"] == true { ", FULL" } else { "" }
         );
         if let Some(e) = l["last_error"].as_object() {
@@ -311,8 +316,8 @@ async fn flush(o: &FlushOptions) -> Result<u8, ClientError> {
             let bar = "#".repeat((pct / 5) as usize) + &"-".repeat(20 - (pct / 5) as usize);
             eprint!(
                 "\rflushing [{bar}] {pct:3}%  {} of {}   ",
-                bytes(shipped),
-                bytes(total)
+                human_bytes(shipped),
+                human_bytes(total)
             );
             let _ = std::io::stderr().flush();
         }
@@ -352,10 +357,6 @@ async fn flush(o: &FlushOptions) -> Result<u8, ClientError> {
     Ok(code)
 }
 
-fn bytes(n: u64) -> String {
-    crate::status::human_bytes(n)
-}
-
 fn ago(unix: Option<i64>) -> String {
     let Some(t) = unix else { return "never".into() };
     let secs = (crate::logship::now_unix() - t).max(0);
@@ -372,9 +373,9 @@ mod tests {
 
     #[test]
     fn sizes_read_as_people_write_them() {
-        assert_eq!(bytes(0), "0B");
-        assert_eq!(bytes(1536), "1.5KiB");
-        assert_eq!(bytes(64 << 20), "64.0MiB");
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(1536), "1.5KiB");
+        assert_eq!(human_bytes(64 << 20), "64.0MiB");
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn find_engine() -> Option<(PathBuf, EngineKind)> {
 }
 
 /// `bin` in a directory of PATH.
-fn on_path(bin: &str) -> Option<PathBuf> {
+pub fn on_path(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(bin))

@@ -6,6 +6,7 @@
 use super::on_path;
 use super::supervise::{Supervised, spawn};
 use crate::config::{S3Config, S3Keys};
+use crate::s3::ErrorKind;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -124,8 +125,8 @@ async fn ensure_bucket(client: &crate::s3::Client) -> Result<(), crate::s3::S3Er
     loop {
         match client.head_bucket().await {
             Ok(()) => return Ok(()),
-            Err(e) if e.code() == "s3_no_such_bucket" => return client.create_bucket().await,
-            Err(e) if e.code() == "s3_unreachable" && Instant::now() < deadline => {
+            Err(e) if e.kind() == ErrorKind::NoSuchBucket => return client.create_bucket().await,
+            Err(e) if e.kind() == ErrorKind::Unreachable && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(e),

@@ -74,7 +74,8 @@ struct Stats {
     budget_full: bool,
     /// The uploader's last attempt failed.
     failing: bool,
-    /// The segment the uploader is working on; the budget never drops it.
+    /// The segment the uploader is working on; the budget never drops it. Set and read
+    /// with the journal locked, so a segment is never chosen and dropped at once.
     in_flight: Option<u64>,
 }
 
@@ -133,9 +134,10 @@ impl StartError {
 }
 
 impl Shipper {
-    /// Prepares the directories and the journal. Nothing is uploaded until [`run`].
+    /// Prepares the directories and the journal, and puts right what a crash left, before
+    /// the API can ask for a flush. Nothing is uploaded until [`run`].
     pub fn new(
-        cfg: LogsConfig,
+        mut cfg: LogsConfig,
         keys: &S3Keys,
         node: &str,
         state_dir: &Path,
@@ -150,6 +152,11 @@ impl Shipper {
                 source,
             })?;
         }
+        // /proc shows open files by their real path: compare with the same.
+        if let Ok(real) = cfg.dir.canonicalize() {
+            cfg.dir = real;
+        }
+        let segments_dir = cfg.dir.join("segments");
         let journal_path = state_dir.join("logship.json");
         let journal = Journal::load(&journal_path)?;
         let client = s3::Client::new(&cfg.s3, keys).map_err(StartError::S3)?;
@@ -161,7 +168,7 @@ impl Shipper {
                 Source { name, path, writer }
             })
             .collect();
-        Ok(Shipper {
+        let shipper = Shipper {
             node: node.to_owned(),
             segments_dir,
             journal_path,
@@ -176,7 +183,9 @@ impl Shipper {
             rotating: tokio::sync::Mutex::new(()),
             engine_pid: std::sync::atomic::AtomicU32::new(0),
             cfg,
-        })
+        };
+        shipper.recover();
+        Ok(shipper)
     }
 
     /// The engine's pid, as its INFO `process_id` says.
@@ -195,7 +204,6 @@ impl Shipper {
 
     /// Runs the rotator and the uploader until `stop` turns true.
     pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
-        self.recover();
         let check = {
             let me = self.clone();
             async move {
@@ -258,15 +266,50 @@ impl Shipper {
     /// Applies `change` to the journal and writes it; on a failed write the error is
     /// recorded and returned, and the caller must not do what the change announces.
     fn journal_update<R>(&self, change: impl FnOnce(&mut Journal) -> R) -> Result<R, ErrorRecord> {
+        self.journal_change(|j| Some(change(j)))
+            .map(|r| r.expect("the change always happens"))
+    }
+
+    /// [`journal_update`](Self::journal_update) for a change that may turn out to be
+    /// none (`change` returns None): then nothing is written.
+    fn journal_change<R>(
+        &self,
+        change: impl FnOnce(&mut Journal) -> Option<R>,
+    ) -> Result<Option<R>, ErrorRecord> {
         let mut j = self.lock_journal();
-        let r = change(&mut j);
-        match self.save_journal(&j) {
-            Ok(()) => Ok(r),
+        // The change is made on a copy that replaces the journal only once written, so
+        // a failed write (a full disk) leaves memory and disk saying the same.
+        let mut next = j.clone();
+        let Some(r) = change(&mut next) else {
+            return Ok(None);
+        };
+        match self.save_journal(&next) {
+            Ok(()) => {
+                *j = next;
+                Ok(Some(r))
+            }
             Err(e) => {
                 drop(j);
                 Err(self.record_error(None, "logship_journal_write_failed", e.to_string()))
             }
         }
+    }
+
+    /// Forgets a segment whose file is gone (removed by hand?): nothing is left to ship,
+    /// its bytes count as dropped, and an upload it had open is aborted with the orphans.
+    fn forget_missing(&self, seg: &Segment, message: String) {
+        let i = source_index(&seg.source);
+        let key = self.object_key(seg);
+        let _ = self.journal_update(|j| {
+            if let Some(m) = j.remove(seg.seq).and_then(|s| s.multipart) {
+                j.orphans.push(journal::Orphan {
+                    key,
+                    upload_id: m.upload_id,
+                });
+            }
+        });
+        self.lock_stats().dropped_bytes[i] += seg.raw_bytes;
+        self.record_error(Some(i), "logship_segment_missing", message);
     }
 
     /// Writes the journal. The fsyncs can take seconds on a busy disk: the runtime's
@@ -309,14 +352,18 @@ impl Shipper {
             .join(format!("{}.log", seg.name))
     }
 
+    /// The compressed (`NAME.log.EXT`) file of a segment.
+    fn compressed_path(&self, seg: &Segment, ext: &str) -> PathBuf {
+        self.segments_dir
+            .join(&seg.source)
+            .join(format!("{}.log.{ext}", seg.name))
+    }
+
     /// The file a segment is in now: raw before compression, compressed after.
     fn segment_path(&self, seg: &Segment) -> PathBuf {
         match seg.state {
             State::Rotating | State::Closed => self.raw_path(seg),
-            State::Compressed | State::Uploaded => self
-                .segments_dir
-                .join(&seg.source)
-                .join(format!("{}.log.{}", seg.name, seg.ext)),
+            State::Compressed | State::Uploaded => self.compressed_path(seg, &seg.ext),
         }
     }
 

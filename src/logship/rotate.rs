@@ -178,6 +178,18 @@ impl Shipper {
     /// After a restart: segments caught mid-rotation get a new grace period, and files
     /// left by a crash between two steps are put right.
     pub(super) fn recover(&self) {
+        // A compression killed half-way leaves its temporary file behind.
+        for source in super::SOURCES {
+            for e in std::fs::read_dir(self.segments_dir.join(source))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if e.file_name().to_string_lossy().ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         let segs: Vec<Segment> = self.lock_journal().segments.clone();
         let now = Instant::now();
         for seg in segs {
@@ -315,12 +327,15 @@ impl Shipper {
         };
         let how = self.cfg.compression;
         let raw = self.raw_path(&seg);
-        let out = raw.with_extension(format!("log.{}", how.extension()));
+        let out = self.compressed_path(&seg, how.extension());
         let (r, o) = (raw.clone(), out.clone());
         let result =
-            tokio::task::spawn_blocking(move || super::compress::compress_file(&r, &o, how)).await;
+            tokio::task::spawn_blocking(move || super::compress::compress_file(&r, &o, how))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+        let i = source_index(&seg.source);
         match result {
-            Ok(Ok(stored)) => {
+            Ok(stored) => {
                 let ok = self.journal_update(|j| {
                     if let Some(s) = j.get_mut(seg.seq) {
                         s.state = State::Compressed;
@@ -328,26 +343,25 @@ impl Shipper {
                         s.ext = how.extension().to_owned();
                     }
                 });
-                if ok.is_ok() {
-                    let _ = std::fs::remove_file(&raw);
-                    self.wake_uploader.notify_one();
-                    return true;
+                if ok.is_err() {
+                    return false;
                 }
-                false
+                let _ = std::fs::remove_file(&raw);
+                // A failing uploader keeps its backoff; a flush wakes it.
+                if !self.lock_stats().failing {
+                    self.wake_uploader.notify_one();
+                }
+                true
             }
-            Ok(Err(e)) => {
-                self.record_error(
-                    Some(source_index(&seg.source)),
-                    "logship_compress_failed",
-                    format!("cannot compress {}: {e}", raw.display()),
-                );
-                false
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !raw.exists() => {
+                self.forget_missing(&seg, format!("{} is gone", raw.display()));
+                true
             }
             Err(e) => {
                 self.record_error(
-                    Some(source_index(&seg.source)),
+                    Some(i),
                     "logship_compress_failed",
-                    e.to_string(),
+                    format!("cannot compress {}: {e}", raw.display()),
                 );
                 false
             }
@@ -361,61 +375,61 @@ impl Shipper {
     pub(super) fn enforce_budget(&self) {
         let now = now_unix();
         let retention = self.cfg.local_retention.as_secs() as i64;
-        let in_flight = self.lock_stats().in_flight;
-        let mut j = self.lock_journal();
-        let mut used: u64 = j
-            .segments
-            .iter()
-            .map(|s| super::disk_bytes(s, &self.segment_path(s)))
-            .sum();
-        let mut delete: Vec<Segment> = Vec::new();
-        for s in &j.segments {
-            let expired = s.uploaded_at.is_some_and(|t| t + retention <= now);
-            if s.state == State::Uploaded && (expired || used > self.cfg.max_local_bytes) {
-                used = used.saturating_sub(s.stored_bytes);
-                delete.push(s.clone());
-            }
-        }
-        let over = used > self.cfg.max_local_bytes;
-        let mut dropped: Vec<Segment> = Vec::new();
-        if over && self.cfg.on_budget_full == OnBudgetFull::DropOldest {
+        let max = self.cfg.max_local_bytes;
+        let mut used = 0;
+        let mut over = false;
+        let plan = self.journal_change(|j| {
+            let in_flight = self.lock_stats().in_flight;
+            used = j
+                .segments
+                .iter()
+                .map(|s| super::disk_bytes(s, &self.segment_path(s)))
+                .sum();
+            let mut delete: Vec<Segment> = Vec::new();
             for s in &j.segments {
-                if used <= self.cfg.max_local_bytes {
-                    break;
+                let expired = s.uploaded_at.is_some_and(|t| t + retention <= now);
+                if s.state == State::Uploaded && (expired || used > max) {
+                    used = used.saturating_sub(s.stored_bytes);
+                    delete.push(s.clone());
                 }
-                if s.state == State::Uploaded
-                    || s.state == State::Rotating
-                    || Some(s.seq) == in_flight
-                {
-                    continue;
+            }
+            over = used > max;
+            let mut dropped: Vec<Segment> = Vec::new();
+            if over && self.cfg.on_budget_full == OnBudgetFull::DropOldest {
+                for s in &j.segments {
+                    if used <= max {
+                        break;
+                    }
+                    let busy = s.state == State::Rotating || Some(s.seq) == in_flight;
+                    if s.state == State::Uploaded || busy {
+                        continue;
+                    }
+                    used = used.saturating_sub(super::disk_bytes(s, &self.segment_path(s)));
+                    dropped.push(s.clone());
                 }
-                used = used.saturating_sub(super::disk_bytes(s, &self.segment_path(s)));
-                dropped.push(s.clone());
             }
-        }
-        if delete.is_empty() && dropped.is_empty() {
-            drop(j);
-            self.set_budget_full(over, used);
-            return;
-        }
-        for s in delete.iter().chain(&dropped) {
-            j.remove(s.seq);
-        }
-        for s in &dropped {
-            if let Some(m) = &s.multipart {
-                j.orphans.push(Orphan {
-                    key: self.object_key(s),
-                    upload_id: m.upload_id.clone(),
-                });
+            if delete.is_empty() && dropped.is_empty() {
+                return None;
             }
-        }
-        if let Err(e) = self.save_journal(&j) {
-            // Put nothing on disk at risk without a journal that says so.
-            drop(j);
-            self.record_error(None, "logship_journal_write_failed", e.to_string());
+            for s in delete.iter().chain(&dropped) {
+                j.remove(s.seq);
+            }
+            for s in &dropped {
+                if let Some(m) = &s.multipart {
+                    j.orphans.push(Orphan {
+                        key: self.object_key(s),
+                        upload_id: m.upload_id.clone(),
+                    });
+                }
+            }
+            Some((delete, dropped))
+        });
+        // Nothing on disk is deleted unless the journal says so.
+        let Ok(plan) = plan else { return };
+        self.set_budget_full(over, used);
+        let Some((delete, dropped)) = plan else {
             return;
-        }
-        drop(j);
+        };
         for s in delete.iter().chain(&dropped) {
             let _ = std::fs::remove_file(self.segment_path(s));
             let _ = std::fs::remove_file(self.raw_path(s));
@@ -423,19 +437,15 @@ impl Shipper {
         if !dropped.is_empty() {
             let mut st = self.lock_stats();
             for s in &dropped {
-                let i = source_index(&s.source);
-                st.dropped_bytes[i] += s.raw_bytes;
+                st.dropped_bytes[source_index(&s.source)] += s.raw_bytes;
             }
-        }
-        self.set_budget_full(over, used);
-        if !dropped.is_empty() {
+            drop(st);
             let bytes: u64 = dropped.iter().map(|s| s.raw_bytes).sum();
             self.record_error(
                 None,
-                "logship_budget_full",
+                "logship_budget_dropped",
                 format!(
-                    "the local budget of {} bytes is reached; dropped the {} oldest unshipped segments ({bytes} log bytes)",
-                    self.cfg.max_local_bytes,
+                    "the local budget of {max} bytes is reached; dropped the {} oldest unshipped segments ({bytes} log bytes)",
                     dropped.len()
                 ),
             );

@@ -47,7 +47,9 @@ pub struct Budget {
 
 impl Shipper {
     pub fn status(&self) -> LogsStatus {
-        let j = self.lock_journal().clone();
+        // Both locks at once (journal first, as everywhere): the queue and the counters
+        // describe the same moment.
+        let j = self.lock_journal();
         let st = self.lock_stats();
         let mut sources: Vec<SourceStatus> = SOURCES
             .iter()

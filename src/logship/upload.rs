@@ -46,9 +46,38 @@ pub(super) async fn run(me: Arc<Shipper>, mut stop: watch::Receiver<bool>) {
 }
 
 impl Shipper {
-    /// Aborts orphaned uploads, then uploads every compressed segment; false on the
-    /// first failure (recorded), true when nothing is left.
+    /// Uploads every compressed segment, then aborts orphaned uploads; false on the first
+    /// failure (recorded), true when nothing is left.
     async fn ship_pending(&self) -> bool {
+        loop {
+            let next = {
+                let j = self.lock_journal();
+                let next = j
+                    .segments
+                    .iter()
+                    .find(|s| s.state == State::Compressed)
+                    .cloned();
+                self.lock_stats().in_flight = next.as_ref().map(|s| s.seq);
+                next
+            };
+            let Some(seg) = next else { break };
+            let i = source_index(&seg.source);
+            let key = self.object_key(&seg);
+            match self.upload(&seg, &key).await {
+                Ok(()) => self.confirmed(&seg, &key),
+                Err(Failure::S3(e)) => {
+                    self.record_error(Some(i), e.code(), format!("uploading {key}: {e}"));
+                    return false;
+                }
+                Err(Failure::Missing(e)) => self.forget_missing(&seg, format!("{key}: {e}")),
+                Err(Failure::Unreadable(e)) => {
+                    self.record_error(Some(i), "logship_segment_unreadable", format!("{key}: {e}"));
+                    return false;
+                }
+                Err(Failure::Recorded) => return false,
+            }
+        }
+        // Orphans after the queue: a store that refuses aborts must not stop shipping.
         let orphans = self.lock_journal().orphans.clone();
         for o in orphans {
             if let Err(e) = self.client.abort_multipart(&o.key, &o.upload_id).await {
@@ -61,37 +90,7 @@ impl Shipper {
             }
             let _ = self.journal_update(|j| j.orphans.retain(|x| x != &o));
         }
-        loop {
-            let next = self
-                .lock_journal()
-                .segments
-                .iter()
-                .find(|s| s.state == State::Compressed)
-                .cloned();
-            let Some(seg) = next else { return true };
-            self.lock_stats().in_flight = Some(seg.seq);
-            let i = source_index(&seg.source);
-            let key = self.object_key(&seg);
-            match self.upload(&seg, &key).await {
-                Ok(()) => {}
-                Err(Failure::S3(e)) => {
-                    self.record_error(Some(i), e.code(), format!("uploading {key}: {e}"));
-                    return false;
-                }
-                Err(Failure::Missing(e)) => {
-                    // The file is gone (removed by hand?): nothing left to ship.
-                    let _ = self.journal_update(|j| j.remove(seg.seq));
-                    self.lock_stats().dropped_bytes[i] += seg.raw_bytes;
-                    self.record_error(Some(i), "logship_segment_missing", format!("{key}: {e}"));
-                }
-                Err(Failure::Unreadable(e)) => {
-                    self.record_error(Some(i), "logship_segment_unreadable", format!("{key}: {e}"));
-                    return false;
-                }
-                Err(Failure::Recorded) => return false,
-            }
-            self.confirmed(&seg, &key);
-        }
+        true
     }
 
     async fn upload(&self, seg: &Segment, key: &str) -> Result<(), Failure> {
@@ -110,7 +109,11 @@ impl Shipper {
                     part_size: self.cfg.s3.part_size,
                     etags: Vec::new(),
                 };
-                self.set_multipart(seg.seq, Some(mp.clone()))?;
+                if self.set_multipart(seg.seq, Some(mp.clone())).is_err() {
+                    // Not journaled: abort it now rather than leave it open.
+                    let _ = self.client.abort_multipart(key, &mp.upload_id).await;
+                    return Err(Failure::Recorded);
+                }
                 mp
             }
         };

@@ -25,10 +25,6 @@ impl LogFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends one whole line (`line` ends with '\n'). A failure is counted, never
     /// raised: a log line that cannot be written must not stop the daemon.
     pub fn write_line(&self, line: &[u8]) {

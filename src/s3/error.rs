@@ -138,10 +138,19 @@ fn xml_element(body: &str, name: &str) -> Option<String> {
     Some(excerpt(&text))
 }
 
-/// At most 160 characters of `s`, control characters replaced, for a message.
+/// At most 160 characters of `s`, control characters replaced, and the value of any
+/// `X-Amz-...=` parameter a proxy may echo (the signature) cut out, for a message.
 fn excerpt(s: &str) -> String {
-    s.trim()
-        .chars()
+    let mut out = String::new();
+    let mut rest = s.trim();
+    while let Some(at) = rest.find("X-Amz-") {
+        out.push_str(&rest[..at]);
+        out.push_str("X-Amz-...");
+        rest = &rest[at..];
+        rest = &rest[rest.find(['&', '"', ' ', '<']).unwrap_or(rest.len())..];
+    }
+    out.push_str(rest);
+    out.chars()
         .take(160)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -177,6 +186,10 @@ mod tests {
             ("s3_refused", Some("NoSuchUpload"))
         );
         assert!(e.to_string().contains("NoSuchUpload: m & n"), "{e}");
+        let echo =
+            "<html>GET /b/k?X-Amz-Credential=AKID%2F1&X-Amz-Signature=abcdef0123 failed</html>";
+        let e = S3Error::from_body(502, echo).to_string();
+        assert!(!e.contains("abcdef0123") && !e.contains("AKID"), "{e}");
         let e = S3Error::from_body(404, "").bucket_not_found();
         assert_eq!(e.code(), "s3_no_such_bucket");
     }

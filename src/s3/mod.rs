@@ -18,19 +18,12 @@ use base64::Engine as _;
 use hyper::body::Bytes;
 use md5::{Digest, Md5};
 
-use rusty_s3::actions::{CreateMultipartUpload, ListObjectsV2, ListParts};
+use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use std::time::Duration;
 
-/// How long a signed request stays valid; it must outlast the slowest request.
-const SIGNATURE_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// One object as a listing shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    pub key: String,
-    pub size: u64,
-}
+/// How long past the request timeout a signed request stays valid (clock skew, queueing).
+const SIGNATURE_MARGIN: Duration = Duration::from_secs(300);
 
 /// A connection to one bucket. Cheap to share behind an `Arc`; requests run concurrently.
 pub struct Client {
@@ -73,6 +66,12 @@ impl Client {
         })
     }
 
+    /// A signed URL is good for the request's timeout and a margin, not longer: it may be
+    /// kept in a store's or a proxy's access log.
+    fn signature_lifetime(&self) -> Duration {
+        self.timeout + SIGNATURE_MARGIN
+    }
+
     /// The bucket's name, for messages.
     pub fn bucket_name(&self) -> &str {
         self.bucket.name()
@@ -83,7 +82,7 @@ impl Client {
         let url = self
             .bucket
             .head_bucket(Some(&self.credentials))
-            .sign(SIGNATURE_LIFETIME);
+            .sign(self.signature_lifetime());
         self.send("HEAD", url, &[], Bytes::new())
             .await
             .map(drop)
@@ -95,7 +94,7 @@ impl Client {
         let url = self
             .bucket
             .create_bucket(&self.credentials)
-            .sign(SIGNATURE_LIFETIME);
+            .sign(self.signature_lifetime());
         match self.send("PUT", url, &[], Bytes::new()).await {
             Ok(_) => Ok(()),
             Err(e) if e.s3_code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
@@ -111,7 +110,7 @@ impl Client {
         action
             .headers_mut()
             .insert("content-md5", content_md5.clone());
-        let url = action.sign(SIGNATURE_LIFETIME);
+        let url = action.sign(self.signature_lifetime());
         let resp = self
             .send("PUT", url, &[("content-md5", &content_md5)], body)
             .await?;
@@ -123,7 +122,7 @@ impl Client {
         let url = self
             .bucket
             .create_multipart_upload(Some(&self.credentials), key)
-            .sign(SIGNATURE_LIFETIME);
+            .sign(self.signature_lifetime());
         let resp = self.send("POST", url, &[], Bytes::new()).await?;
         let parsed = CreateMultipartUpload::parse_response(&resp.text()?)
             .map_err(|e| S3Error::bad_response(format!("CreateMultipartUpload: {e}")))?;
@@ -146,7 +145,7 @@ impl Client {
         action
             .headers_mut()
             .insert("content-md5", content_md5.clone());
-        let url = action.sign(SIGNATURE_LIFETIME);
+        let url = action.sign(self.signature_lifetime());
         let resp = self
             .send("PUT", url, &[("content-md5", &content_md5)], body)
             .await?;
@@ -166,7 +165,7 @@ impl Client {
             upload_id,
             etags.iter().map(String::as_str),
         );
-        let url = action.sign(SIGNATURE_LIFETIME);
+        let url = action.sign(self.signature_lifetime());
         let body = action.body();
         let resp = self.send("POST", url, &[], Bytes::from(body)).await?;
         // S3 can answer 200 and still fail, with an <Error> document in the body.
@@ -184,7 +183,7 @@ impl Client {
         let url = self
             .bucket
             .abort_multipart_upload(Some(&self.credentials), key, upload_id)
-            .sign(SIGNATURE_LIFETIME);
+            .sign(self.signature_lifetime());
         match self.send("DELETE", url, &[], Bytes::new()).await {
             Ok(_) => Ok(()),
             Err(e) if e.s3_code() == Some("NoSuchUpload") => Ok(()),
@@ -192,96 +191,17 @@ impl Client {
         }
     }
 
-    /// The parts of an open upload the store holds, as (number, ETag), in order.
-    pub async fn list_parts(
-        &self,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Vec<(u16, String)>, S3Error> {
-        let mut parts = Vec::new();
-        let mut marker: Option<u16> = None;
-        loop {
-            let mut action = self
-                .bucket
-                .list_parts(Some(&self.credentials), key, upload_id);
-            if let Some(m) = marker {
-                action.set_part_number_marker(m);
-            }
-            let url = action.sign(SIGNATURE_LIFETIME);
-            let resp = self.send("GET", url, &[], Bytes::new()).await?;
-            let page = ListParts::parse_response(&resp.text()?)
-                .map_err(|e| S3Error::bad_response(format!("ListParts: {e}")))?;
-            parts.extend(
-                page.parts
-                    .iter()
-                    .map(|p| (p.number, p.etag.trim_matches('"').to_owned())),
-            );
-            match page.next_part_number_marker {
-                Some(m) if marker != Some(m) && !page.parts.is_empty() => marker = Some(m),
-                _ => break,
-            }
-        }
-        parts.sort_by_key(|p| p.0);
-        parts.dedup_by_key(|p| p.0);
-        Ok(parts)
-    }
-
     /// The object's size, or None when there is no such object.
     pub async fn head_object(&self, key: &str) -> Result<Option<u64>, S3Error> {
         let url = self
             .bucket
             .head_object(Some(&self.credentials), key)
-            .sign(SIGNATURE_LIFETIME);
+            .sign(self.signature_lifetime());
         match self.send("HEAD", url, &[], Bytes::new()).await {
             Ok(resp) => Ok(resp.content_length),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// The whole object; for reading back what was shipped (tests, `dev`, restores).
-    pub async fn get_object(&self, key: &str) -> Result<Bytes, S3Error> {
-        let url = self
-            .bucket
-            .get_object(Some(&self.credentials), key)
-            .sign(SIGNATURE_LIFETIME);
-        Ok(self.send("GET", url, &[], Bytes::new()).await?.body)
-    }
-
-    /// Deletes an object; a missing one is not an error (S3 answers 204 either way).
-    pub async fn delete_object(&self, key: &str) -> Result<(), S3Error> {
-        let url = self
-            .bucket
-            .delete_object(Some(&self.credentials), key)
-            .sign(SIGNATURE_LIFETIME);
-        self.send("DELETE", url, &[], Bytes::new()).await.map(drop)
-    }
-
-    /// Every object whose key starts with `prefix`, in key order.
-    pub async fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>, S3Error> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
-            action.with_prefix(prefix);
-            if let Some(t) = &token {
-                action.with_continuation_token(t.clone());
-            }
-            let url = action.sign(SIGNATURE_LIFETIME);
-            let resp = self.send("GET", url, &[], Bytes::new()).await?;
-            let page = ListObjectsV2::parse_response(&resp.text()?)
-                .map_err(|e| S3Error::bad_response(format!("ListObjectsV2: {e}")))?;
-            out.extend(page.contents.into_iter().map(|c| ObjectInfo {
-                key: c.key,
-                size: c.size.unwrap_or(0),
-            }));
-            match page.next_continuation_token {
-                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
-                _ => break,
-            }
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
     }
 
     async fn send(

@@ -19,11 +19,7 @@ pub const BUCKET: &str = "keyfleet-logs";
 /// `s3s-fs` from PATH; None (with a line saying so) when it is missing, a failure when
 /// KEYFLEET_REQUIRE_TOOLS=1.
 fn s3s_fs() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("s3s-fs"))
-            .find(|c| c.is_file())
-    });
+    let found = keyfleet::dev::on_path("s3s-fs");
     if found.is_none() {
         assert!(
             std::env::var("KEYFLEET_REQUIRE_TOOLS").as_deref() != Ok("1"),
@@ -116,7 +112,8 @@ impl S3Server {
     }
 }
 
-fn collect(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+/// Every file under `dir` as (its path relative to `base`, its bytes).
+pub fn collect(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
         if p.is_dir() {
