@@ -15,6 +15,7 @@
 //! a burst of file events coalesces into one pass instead of queueing. The pending
 //! segments themselves are the queue, bounded by `max_local_bytes`.
 
+mod budget;
 mod compress;
 pub mod journal;
 mod rotate;

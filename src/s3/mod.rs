@@ -104,9 +104,19 @@ impl Client {
 
     /// Uploads `body` as `key` in one request; returns the ETag the store confirmed.
     pub async fn put_object(&self, key: &str, body: Bytes) -> Result<String, S3Error> {
+        let action = self.bucket.put_object(Some(&self.credentials), key);
+        self.put_checked(action, body).await
+    }
+
+    /// PUTs `body` with its `Content-MD5` signed in (the store refuses other bytes) and
+    /// checks the ETag the store answers; returns it.
+    async fn put_checked<'a>(
+        &self,
+        mut action: impl S3Action<'a>,
+        body: Bytes,
+    ) -> Result<String, S3Error> {
         let md5 = Md5::digest(&body);
         let content_md5 = base64::engine::general_purpose::STANDARD.encode(md5);
-        let mut action = self.bucket.put_object(Some(&self.credentials), key);
         action
             .headers_mut()
             .insert("content-md5", content_md5.clone());
@@ -137,19 +147,10 @@ impl Client {
         number: u16,
         body: Bytes,
     ) -> Result<String, S3Error> {
-        let md5 = Md5::digest(&body);
-        let content_md5 = base64::engine::general_purpose::STANDARD.encode(md5);
-        let mut action = self
+        let action = self
             .bucket
             .upload_part(Some(&self.credentials), key, number, upload_id);
-        action
-            .headers_mut()
-            .insert("content-md5", content_md5.clone());
-        let url = action.sign(self.signature_lifetime());
-        let resp = self
-            .send("PUT", url, &[("content-md5", &content_md5)], body)
-            .await?;
-        resp.checked_etag(&md5)
+        self.put_checked(action, body).await
     }
 
     /// Completes an upload from its parts' ETags in part order; returns the object's ETag.

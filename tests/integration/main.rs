@@ -16,5 +16,7 @@ mod daemon;
 mod dev_fleet;
 mod fixture;
 mod logship;
+mod logship_failures;
+mod net_fixture;
 mod render;
 mod s3_fixture;
