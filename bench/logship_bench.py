@@ -23,35 +23,9 @@ Needs: s3s-fs, rclone, gzip, an engine (KEYFLEET_KEYDB_SERVER or redis-server).
 """
 import argparse, http.client, json, os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
+from common import cpu_seconds, free_port, status_kib, wait_port
+
 ACCESS, SECRET, BUCKET = "AKBENCH", "benchsecret0123456789", "bench"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    sys.exit(f"nothing listening on {port}")
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def status_kib(pid, key):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
 
 
 def api(port, method, path):

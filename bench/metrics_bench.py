@@ -17,29 +17,10 @@ Engine: $KEYFLEET_KEYDB_SERVER if set, else redis-server. Exporter: prometheus-r
 """
 import argparse, http.client, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-def wait_port(port, timeout=10):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    sys.exit(f"nothing listening on {port}")
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+from common import cpu_seconds, free_port, status_kib, wait_port
 
 def rss_kib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
+    return status_kib(pid, "VmRSS")
 
 def scrape(port):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

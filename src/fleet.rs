@@ -144,7 +144,12 @@ async fn peer_node(state: &State, peer: &Peer) -> Value {
 async fn ask_peer(state: &State, peer: &Peer, url: &str) -> Result<Value, (&'static str, String)> {
     let resp = crate::http_client::get(url, state.token.as_deref())
         .await
-        .map_err(|e| ("peer_unreachable", format!("{url}: {}", error_chain(&e))))?;
+        .map_err(|e| {
+            (
+                "peer_unreachable",
+                format!("{url}: {}", crate::http_client::error_chain(&e)),
+            )
+        })?;
     if resp.status == 401 {
         return Err((
             "peer_unauthorized",
@@ -173,17 +178,6 @@ async fn ask_peer(state: &State, peer: &Peer, url: &str) -> Result<Value, (&'sta
         ));
     }
     Ok(v)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 /// The Prometheus exposition for one scrape, from a fresh read of the engine.

@@ -26,6 +26,18 @@ pub enum HttpError {
     Body { addr: String, message: String },
 }
 
+/// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
 pub struct Response {
     pub status: u16,
     pub body: Bytes,

@@ -308,11 +308,10 @@ impl Config {
     /// Reads the secret files the config names. A relative path is looked up in systemd's
     /// `$CREDENTIALS_DIRECTORY`, where `LoadCredential=` puts them.
     pub fn read_secrets(&self, file: &Path) -> Result<Secrets, ConfigError> {
-        let read = |key: &str, path: &Option<PathBuf>| -> Result<Option<String>, ConfigError> {
-            let Some(path) = path else { return Ok(None) };
+        let read = |key: &str, path: &Path| -> Result<String, ConfigError> {
             let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
                 Some(dir) if path.is_relative() => Path::new(&dir).join(path),
-                _ => path.clone(),
+                _ => path.to_owned(),
             };
             let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
                 file: file.to_owned(),
@@ -327,26 +326,23 @@ impl Config {
                     message: format!("{} is empty", path.display()),
                 });
             }
-            Ok(Some(secret))
+            Ok(secret)
         };
+        let optional =
+            |key: &str, path: &Option<PathBuf>| path.as_deref().map(|p| read(key, p)).transpose();
         let logs_s3 = match &self.logs {
             None => None,
             Some(l) => Some(S3Keys {
-                access_key_id: read_required(
-                    &read,
-                    "logs.s3.access_key_id_file",
-                    &l.s3.access_key_id_file,
-                )?,
-                secret_access_key: read_required(
-                    &read,
+                access_key_id: read("logs.s3.access_key_id_file", &l.s3.access_key_id_file)?,
+                secret_access_key: read(
                     "logs.s3.secret_access_key_file",
                     &l.s3.secret_access_key_file,
                 )?,
             }),
         };
         Ok(Secrets {
-            engine_password: read("engine.password_file", &self.engine.password_file)?,
-            api_token: read("api.token_file", &self.api.token_file)?,
+            engine_password: optional("engine.password_file", &self.engine.password_file)?,
+            api_token: optional("api.token_file", &self.api.token_file)?,
             logs_s3,
         })
     }
@@ -368,12 +364,6 @@ impl Config {
                 .to_owned(),
         }
     }
-}
-
-type ReadSecret<'a> = dyn Fn(&str, &Option<PathBuf>) -> Result<Option<String>, ConfigError> + 'a;
-
-fn read_required(read: &ReadSecret<'_>, key: &str, path: &Path) -> Result<String, ConfigError> {
-    Ok(read(key, &Some(path.to_owned()))?.unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! from the daemons' own API.
 
 mod lock;
+mod ready;
 mod s3;
 mod supervise;
 
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use supervise::{Supervised, spawn, stop_all};
 
 #[derive(clap::Args, Debug)]
@@ -191,7 +192,7 @@ fn run(args: DevArgs) -> Result<(), String> {
         });
     }
 
-    wait_ready(&rt, &nodes, &mut children, args.ready_timeout, &shutdown)?;
+    ready::wait_ready(&rt, &nodes, &mut children, args.ready_timeout, &shutdown)?;
     let mut fleet_doc = serde_json::json!({ "nodes": fleet });
     if let Some(store) = &store {
         fleet_doc["logs_s3"] =
@@ -339,63 +340,4 @@ fn runtime_with_shutdown_flag() -> Result<(tokio::runtime::Runtime, Arc<AtomicBo
         set.store(true, Ordering::SeqCst);
     });
     Ok((rt, flag))
-}
-
-fn wait_ready(
-    rt: &tokio::runtime::Runtime,
-    nodes: &[Node],
-    children: &mut [Supervised],
-    timeout: Duration,
-    shutdown: &AtomicBool,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let mut pending: Vec<&Node> = nodes.iter().collect();
-    let mut last = String::new();
-    while !pending.is_empty() {
-        if shutdown.load(Ordering::SeqCst) {
-            return Err("interrupted while waiting for the fleet".into());
-        }
-        for c in children.iter_mut() {
-            if let Ok(Some(status)) = c.child.try_wait() {
-                c.exited = true;
-                return Err(format!(
-                    "{} exited during start-up ({status}); see its log in the node's directory",
-                    c.what
-                ));
-            }
-        }
-        pending.retain(|n| match readyz(rt, n.api_port) {
-            Some((200, _)) => false,
-            Some((_, body)) => {
-                last = format!("{}: {body}", n.name);
-                true
-            }
-            None => {
-                last = format!("{}: API not answering yet", n.name);
-                true
-            }
-        });
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the fleet was not ready after {timeout:?}; last: {last}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(())
-}
-
-/// Asks one daemon's `/readyz`: (status, body), or None while it does not answer.
-fn readyz(rt: &tokio::runtime::Runtime, port: u16) -> Option<(u16, String)> {
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    let resp = rt
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(2), crate::http_client::get(&url, None)).await
-        })
-        .ok()?
-        .ok()?;
-    Some((
-        resp.status,
-        String::from_utf8_lossy(&resp.body).into_owned(),
-    ))
 }

@@ -22,7 +22,7 @@ impl Shipper {
             used = j
                 .segments
                 .iter()
-                .map(|s| super::disk_bytes(s, &self.segment_path(s)))
+                .map(|s| super::layout::disk_bytes(s, &self.segment_path(s)))
                 .sum();
             let mut delete: Vec<Segment> = Vec::new();
             for s in &j.segments {
@@ -43,7 +43,7 @@ impl Shipper {
                     if s.state == State::Uploaded || busy {
                         continue;
                     }
-                    used = used.saturating_sub(super::disk_bytes(s, &self.segment_path(s)));
+                    used = used.saturating_sub(super::layout::disk_bytes(s, &self.segment_path(s)));
                     dropped.push(s.clone());
                 }
             }

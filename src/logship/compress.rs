@@ -5,7 +5,7 @@
 
 use crate::config::Compression;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter};
 use std::path::Path;
 
 /// zstd's fastest regular level: on engine logs about gzip -6's ratio at several times
@@ -15,7 +15,7 @@ const ZSTD_LEVEL: i32 = 1;
 /// Compresses `raw` into `out`; returns the compressed size.
 pub fn compress_file(raw: &Path, out: &Path, how: Compression) -> std::io::Result<u64> {
     let tmp = out.with_extension(format!("{}.tmp", how.extension()));
-    let input = BufReader::with_capacity(256 << 10, File::open(raw)?);
+    let mut input = BufReader::with_capacity(256 << 10, File::open(raw)?);
     let file = File::create(&tmp)?;
     let result = (|| {
         let writer = BufWriter::with_capacity(256 << 10, file);
@@ -23,12 +23,12 @@ pub fn compress_file(raw: &Path, out: &Path, how: Compression) -> std::io::Resul
             Compression::Zstd => {
                 let mut enc = zstd::stream::Encoder::new(writer, ZSTD_LEVEL)?;
                 enc.include_checksum(true)?;
-                copy(input, &mut enc)?;
+                std::io::copy(&mut input, &mut enc)?;
                 enc.finish()?
             }
             Compression::Gzip => {
                 let mut enc = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
-                copy(input, &mut enc)?;
+                std::io::copy(&mut input, &mut enc)?;
                 enc.finish()?
             }
         };
@@ -47,10 +47,6 @@ pub fn compress_file(raw: &Path, out: &Path, how: Compression) -> std::io::Resul
             Err(e)
         }
     }
-}
-
-fn copy(mut from: impl std::io::Read, to: &mut impl Write) -> std::io::Result<()> {
-    std::io::copy(&mut from, to).map(drop)
 }
 
 #[cfg(test)]

@@ -293,11 +293,7 @@ impl Shipper {
         if !(comm.starts_with("keydb") || comm.starts_with("redis")) {
             return None;
         }
-        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-        Some(
-            fds.flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path)),
-        )
+        fd_open(Path::new(&format!("/proc/{pid}")), path)
     }
 
     fn forget_closing(&self, seq: u64) {
@@ -368,23 +364,22 @@ fn held_open(path: &Path) -> bool {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return false;
     };
-    for p in procs.flatten() {
-        if !p
+    procs.flatten().any(|p| {
+        let pid = p
             .file_name()
             .to_string_lossy()
             .bytes()
-            .all(|b| b.is_ascii_digit())
-        {
-            continue;
-        }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            if std::fs::read_link(fd.path()).is_ok_and(|t| t == path) {
-                return true;
-            }
-        }
-    }
-    false
+            .all(|b| b.is_ascii_digit());
+        pid && fd_open(&p.path(), path) == Some(true)
+    })
+}
+
+/// Whether the process at `/proc/PID` (`proc_dir`) has `path` open; None when its open
+/// files cannot be read.
+fn fd_open(proc_dir: &Path, path: &Path) -> Option<bool> {
+    let fds = std::fs::read_dir(proc_dir.join("fd")).ok()?;
+    Some(
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == path)),
+    )
 }

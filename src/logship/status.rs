@@ -2,7 +2,8 @@
 //! snapshot of the journal and the counters, taken under their locks and then released.
 
 use super::journal::State;
-use super::{ErrorRecord, SOURCES, Shipper, UploadRecord, disk_bytes};
+use super::layout::disk_bytes;
+use super::{ErrorRecord, SOURCES, Shipper, UploadRecord};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]

@@ -71,7 +71,10 @@ impl Transport {
             .body(Full::new(body))
             .map_err(|e| S3Error::new(ErrorKind::Config, format!("{}: {e}", what())))?;
         let resp = self.client.request(req).await.map_err(|e| {
-            S3Error::new(ErrorKind::Unreachable, format!("{}: {}", what(), chain(&e)))
+            S3Error::new(
+                ErrorKind::Unreachable,
+                format!("{}: {}", what(), crate::http_client::error_chain(&e)),
+            )
         })?;
         let status = resp.status().as_u16();
         let header = |name: hyper::header::HeaderName| {
@@ -109,16 +112,4 @@ pub(super) fn redacted(url: &url::Url) -> String {
         url.host_str().unwrap_or(""),
         url.port().map(|p| format!(":{p}")).unwrap_or_default()
     ) + url.path()
-}
-
-/// An error and its causes on one line ("client error (Connect): tcp connect error: ...").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
