@@ -52,8 +52,10 @@ pub fn main(config_path: &Path) -> u8 {
             return 2;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread serves the API and polls the engine: the work is small and I/O-bound,
+    // and every thread costs resident memory (BENCHMARKS.md). Log shipping, which waits
+    // on the disk, has its own (`spawn_shipper`).
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -148,7 +150,13 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
     let (stop_tx, stop_rx) = watch::channel(false);
     let poller = tokio::spawn(poll_loop(state.clone(), stop_rx.clone()));
     let shipper = match &state.logs {
-        Logs::On(s) => Some(tokio::spawn(s.clone().run(stop_rx.clone()))),
+        Logs::On(s) => match spawn_shipper(s.clone(), stop_rx.clone()) {
+            Ok(done) => Some(done),
+            Err(e) => {
+                eprintln!("keyfleet: cannot start the log shipping thread: {e}");
+                return 1;
+            }
+        },
         _ => None,
     };
     let watchdog = tokio::spawn(watchdog_loop(stop_rx.clone()));
@@ -185,6 +193,26 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
     })
     .await;
     0
+}
+
+/// Runs log shipping on a thread and runtime of its own until `stop`: its journal fsyncs
+/// and file work can take seconds on a busy disk, and the API answers meanwhile. The
+/// receiver completes when shipping has stopped.
+fn spawn_shipper(
+    shipper: Arc<Shipper>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("logship".into())
+        .spawn(move || {
+            rt.block_on(shipper.run(stop));
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
 }
 
 /// Reads the engine every poll interval so that systemd's STATUS= and the logs say what

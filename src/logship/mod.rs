@@ -77,7 +77,7 @@ struct Stats {
     /// The uploader's last attempt failed.
     failing: bool,
     /// The segment the uploader is working on; the budget never drops it. Set and read
-    /// with the journal locked, so a segment is never chosen and dropped at once.
+    /// holding `journal_writer`, so a segment is never chosen and dropped at once.
     in_flight: Option<u64>,
 }
 
@@ -95,7 +95,12 @@ pub struct Shipper {
     node: String,
     segments_dir: PathBuf,
     journal_path: PathBuf,
+    /// The journal as last written. Held only to read or swap, never across a write,
+    /// so the API's status never waits on the disk.
     journal: Mutex<Journal>,
+    /// Held by whoever changes the journal, from the copy to the swap: one writer at a
+    /// time, each starting from the last one's result.
+    journal_writer: Mutex<()>,
     sources: Vec<Source>,
     client: s3::Client,
     metrics: Arc<Metrics>,
@@ -175,6 +180,7 @@ impl Shipper {
             segments_dir,
             journal_path,
             journal: Mutex::new(journal),
+            journal_writer: Mutex::new(()),
             sources,
             client,
             metrics,
@@ -225,19 +231,26 @@ impl Shipper {
     }
 
     /// Rotates every non-empty source now and wakes the uploader; the ticket says what
-    /// to wait for. Segments already queued are part of the wait.
-    pub async fn flush(&self) -> Result<FlushTicket, ErrorRecord> {
-        let mut rotated = Vec::new();
-        {
+    /// to wait for. Segments already queued are part of the wait. The renames and
+    /// journal writes run on the blocking pool, off the caller's (the API's) thread.
+    pub async fn flush(self: &Arc<Self>) -> Result<FlushTicket, ErrorRecord> {
+        let rotated = {
             let _one_at_a_time = self.rotating.lock().await;
-            for i in 0..self.sources.len() {
-                match self.rotate_source(i) {
-                    Ok(Some(name)) => rotated.push(name),
-                    Ok(None) => {}
-                    Err(e) => return Err(e),
+            let me = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut rotated = Vec::new();
+                for i in 0..me.sources.len() {
+                    if let Some(name) = me.rotate_source(i)? {
+                        rotated.push(name);
+                    }
                 }
-            }
-        }
+                Ok(rotated)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(self.record_error(None, "logship_rotate_failed", format!("rotation: {e}")))
+            })?
+        };
         self.wake_rotator.notify_one();
         self.wake_uploader.notify_one();
         let j = self.lock_journal();
@@ -278,23 +291,30 @@ impl Shipper {
         &self,
         change: impl FnOnce(&mut Journal) -> Option<R>,
     ) -> Result<Option<R>, ErrorRecord> {
-        let mut j = self.lock_journal();
+        let writer = self.lock_writer();
         // The change is made on a copy that replaces the journal only once written, so
-        // a failed write (a full disk) leaves memory and disk saying the same.
-        let mut next = j.clone();
+        // a failed write (a full disk) leaves memory and disk saying the same. The
+        // write's fsyncs can take seconds: they hold only `journal_writer`.
+        let mut next = self.lock_journal().clone();
         let Some(r) = change(&mut next) else {
             return Ok(None);
         };
-        match self.save_journal(&next) {
+        match next.save(&self.journal_path) {
             Ok(()) => {
-                *j = next;
+                *self.lock_journal() = next;
                 Ok(Some(r))
             }
             Err(e) => {
-                drop(j);
+                drop(writer);
                 Err(self.record_error(None, "logship_journal_write_failed", e.to_string()))
             }
         }
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.journal_writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Forgets a segment whose file is gone (removed by hand?): nothing is left to ship,
@@ -312,12 +332,6 @@ impl Shipper {
         });
         self.lock_stats().dropped_bytes[i] += seg.raw_bytes;
         self.record_error(Some(i), "logship_segment_missing", message);
-    }
-
-    /// Writes the journal. The fsyncs can take seconds on a busy disk: the runtime's
-    /// other tasks (the API) move to another thread meanwhile.
-    fn save_journal(&self, j: &Journal) -> Result<(), JournalError> {
-        tokio::task::block_in_place(|| j.save(&self.journal_path))
     }
 
     /// Records an error for the API and the metrics and logs it; returns the record.

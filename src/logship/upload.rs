@@ -51,6 +51,7 @@ impl Shipper {
     async fn ship_pending(&self) -> bool {
         loop {
             let next = {
+                let _writer = self.lock_writer();
                 let j = self.lock_journal();
                 let next = j
                     .segments
