@@ -6,6 +6,8 @@
 [
   "Cargo.toml"
   "Cargo.lock"
+  # Link flags for the binary (packed relocations; see the file).
+  "build.rs"
   "src"
   "tests"
   "examples"

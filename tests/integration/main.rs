@@ -11,6 +11,7 @@ macro_rules! skip {
     }};
 }
 
+mod binary;
 mod config_errors;
 mod daemon;
 mod dev_fleet;
