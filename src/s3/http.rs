@@ -1,7 +1,8 @@
 //! The transport under the S3 client: hyper's pooled HTTP/1.1 client, with rustls for
 //! `https://` endpoints. The system's CA certificates (`SSL_CERT_FILE`, or the usual
-//! bundle) are loaded only for an https endpoint, so a plain-http store costs no TLS
-//! state. Answers are read whole up to a cap.
+//! bundle) are loaded only for an https endpoint, and a plain-http store gets a pool
+//! without TLS, so it runs no TLS code and keeps no TLS state (resident memory,
+//! BENCHMARKS.md). Answers are read whole up to a cap.
 
 use super::{ErrorKind, S3Error};
 use http_body_util::{BodyExt, Full, Limited};
@@ -14,8 +15,9 @@ use hyper_util::rt::TokioExecutor;
 /// An answer larger than this is refused rather than buffered.
 const MAX_ANSWER: usize = 256 << 20;
 
-pub(super) struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+pub(super) enum Transport {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
 /// The parts of an answer the S3 client reads.
@@ -28,11 +30,16 @@ pub(super) struct Answer {
 
 impl Transport {
     pub fn new(https: bool) -> Transport {
-        let mut roots = rustls::RootCertStore::empty();
-        if https {
-            let found = rustls_native_certs::load_native_certs();
-            let _ = roots.add_parsable_certificates(found.certs);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_max_idle_per_host(4);
+        if !https {
+            return Transport::Plain(builder.build(HttpConnector::new()));
         }
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        let _ = roots.add_parsable_certificates(found.certs);
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -42,14 +49,10 @@ impl Transport {
         .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http()
+            .https_only()
             .enable_http1()
             .build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .pool_max_idle_per_host(4)
-            .build(connector);
-        Transport { client }
+        Transport::Tls(builder.build(connector))
     }
 
     pub async fn send(
@@ -70,7 +73,11 @@ impl Transport {
         let req = req
             .body(Full::new(body))
             .map_err(|e| S3Error::new(ErrorKind::Config, format!("{}: {e}", what())))?;
-        let resp = self.client.request(req).await.map_err(|e| {
+        let resp = match self {
+            Transport::Plain(c) => c.request(req).await,
+            Transport::Tls(c) => c.request(req).await,
+        };
+        let resp = resp.map_err(|e| {
             S3Error::new(
                 ErrorKind::Unreachable,
                 format!("{}: {}", what(), crate::http_client::error_chain(&e)),
