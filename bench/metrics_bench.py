@@ -11,7 +11,7 @@ With --ship, keyfleet's daemon also ships its logs to an s3s-fs started here (a 
 table; the engine logs into its log directory), and after the scrapes one
 `logs flush` is made and the RSS read again once idle.
 
-Usage: bench/metrics_bench.py [--scrapes N] [--keyfleet target/release/keyfleet] [--ship]
+Usage: bench/metrics_bench.py [--scrapes N] [--keyfleet target/release/keyfleet] [--ship] [--rss-runs N]
 Engine: $KEYFLEET_KEYDB_SERVER if set, else redis-server. Exporter: prometheus-redis-exporter
 (Debian) or redis_exporter on PATH. Everything listens on 127.0.0.1 ports picked here.
 """
@@ -48,11 +48,24 @@ def ready_time(keyfleet, config, runs):
         p.terminate(); p.wait(); s.close(); shutil.rmtree(d)
     return times
 
+def idle_rss_runs(keyfleet, config, port, runs):
+    """keyfleet's VmRSS one second after it listens, over several starts: a single
+    reading moves by a few hundred KiB from start to start on this machine."""
+    out = []
+    for _ in range(runs):
+        p = subprocess.Popen([keyfleet, "daemon", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port)
+        time.sleep(1.0)
+        out.append(rss_kib(p.pid))
+        p.terminate(); p.wait()
+    return out
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scrapes", type=int, default=500)
     ap.add_argument("--keyfleet", default="target/release/keyfleet")
     ap.add_argument("--ship", action="store_true", help="ship logs to a local s3s-fs")
+    ap.add_argument("--rss-runs", type=int, default=9, help="daemon starts for the idle RSS median")
     args = ap.parse_args()
     engine = os.environ.get("KEYFLEET_KEYDB_SERVER") or shutil.which("redis-server")
     exporter = shutil.which("prometheus-redis-exporter") or shutil.which("redis_exporter")
@@ -91,6 +104,7 @@ def main():
             f.write(f'node_name = "bench"\nstate_dir = "{work}/state"\n[engine]\nkind = "{kind}"\nport = {eport}\n'
                     f'[api]\nlisten = "127.0.0.1:{kport}"\n{logs_toml}')
         ready = ready_time(args.keyfleet, config, 20)
+        rss_runs = idle_rss_runs(args.keyfleet, config, kport, args.rss_runs)
         kf = subprocess.Popen([args.keyfleet, "daemon", "--config", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ex = subprocess.Popen([exporter, "-redis.addr", f"redis://127.0.0.1:{eport}", "-web.listen-address", f"127.0.0.1:{xport}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -136,6 +150,9 @@ def main():
         medians = {name: statistics.median(v) for name, v in lat.items()}
         print(f"ratios keyfleet/redis_exporter: median latency {ratio(medians):.2f}, "
               f"CPU per scrape {ratio(cpu):.2f}, idle RSS {ratio(idle):.2f}")
+        med = statistics.median(rss_runs)
+        print(f"keyfleet idle RSS over {len(rss_runs)} starts: median {med/1024:.2f} MiB (min {min(rss_runs)/1024:.2f}, "
+              f"max {max(rss_runs)/1024:.2f}), {med / idle['redis_exporter']:.2f} of redis_exporter's idle RSS")
         if shipped is not None:
             print(f"keyfleet RSS after a logs flush (all three sources shipped), idle: {shipped/1024:.1f} MiB, "
                   f"{shipped / idle['redis_exporter']:.2f} of redis_exporter's idle RSS")
