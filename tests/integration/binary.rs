@@ -30,7 +30,10 @@ fn the_binary_packs_its_relative_relocations() {
     const DT_RELR: u64 = 36;
     let elf = std::fs::read(env!("CARGO_BIN_EXE_keyfleet")).unwrap();
     let tags = dynamic_tags(&elf);
-    assert!(tags.contains(&DT_RELA), "the parser must see the usual tags: {tags:?}");
+    assert!(
+        tags.contains(&DT_RELA),
+        "the parser must see the usual tags: {tags:?}"
+    );
     assert!(
         tags.contains(&DT_RELR),
         "no DT_RELR in the dynamic section: build.rs's -z pack-relative-relocs was not applied ({tags:?})"
