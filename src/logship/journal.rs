@@ -95,33 +95,12 @@ pub enum JournalError {
 impl Journal {
     /// Reads the journal at `path`; a missing file is an empty journal.
     pub fn load(path: &Path) -> Result<Journal, JournalError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
-                path: path.to_owned(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::default()),
-            Err(source) => Err(JournalError::Read {
-                path: path.to_owned(),
-                source,
-            }),
-        }
+        load_json(path)
     }
 
     /// Replaces the file at `path` with this journal, atomically and durably.
     pub fn save(&self, path: &Path) -> Result<(), JournalError> {
-        let err = |source| JournalError::Write {
-            path: path.to_owned(),
-            source,
-        };
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(self).expect("the journal serializes");
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(err)?;
-        sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(err)
+        save_json(self, path)
     }
 
     pub fn get_mut(&mut self, seq: u64) -> Option<&mut Segment> {
@@ -132,6 +111,39 @@ impl Journal {
         let i = self.segments.iter().position(|s| s.seq == seq)?;
         Some(self.segments.remove(i))
     }
+}
+
+/// Reads a journal-like JSON file (this one, or backups'); a missing file is the
+/// default value, an unreadable or corrupt one an error (never silently empty).
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T, JournalError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(JournalError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Replaces the file at `path` with `value` as JSON, atomically and durably: write a
+/// temporary file, fsync it, rename it over, fsync the directory.
+pub fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<(), JournalError> {
+    let err = |source| JournalError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(value).expect("a journal serializes");
+    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    f.write_all(&bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(err)?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(err)
 }
 
 /// Makes a rename or a new file in `dir` durable.

@@ -10,8 +10,10 @@
 
 mod error;
 mod http;
+mod read;
 
 pub use error::{ErrorKind, S3Error};
+pub use read::Listed;
 
 use crate::config::{S3Config, S3Keys};
 use base64::Engine as _;
