@@ -16,12 +16,14 @@ use tokio::sync::watch;
 /// Everything the API handlers and workers share.
 pub struct State {
     pub config: Config,
-    pub engine: Engine,
+    pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
     /// The bearer token the API requires and sends to peers.
     pub token: Option<String>,
     /// Log shipping, when `[logs]` is configured.
     pub logs: Logs,
+    /// Backups to S3, when `[backups]` is configured.
+    pub backups: Option<Arc<crate::backup::Backups>>,
     /// Where the API writes its access log (with log shipping).
     pub access_log: Option<Arc<LogFile>>,
 }
@@ -76,15 +78,23 @@ pub fn main(config_path: &Path) -> u8 {
                 return 1;
             }
         };
-        let engine = engine_for(&config, secrets.engine_password);
+        let engine = Arc::new(engine_for(&config, secrets.engine_password));
         let metrics = Arc::new(Metrics::with_databases(config.engine.databases));
         let logs = start_logs(&config, secrets.logs_s3.as_ref(), &metrics);
+        let backups = match start_backups(&config, secrets.backups_s3.as_ref(), &metrics) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("keyfleet: backups: {} ({})", e.message, e.code);
+                return 2;
+            }
+        };
         let access_log = match &logs {
             Logs::On(shipper) => shipper.writer("access"),
             _ => None,
         };
         let state = Arc::new(State {
             engine,
+            backups,
             metrics,
             token: secrets.api_token,
             logs,
@@ -127,6 +137,23 @@ fn start_logs(
             })
         }
     }
+}
+
+/// Prepares backups and aborts an upload a killed daemon left open (in the background).
+fn start_backups(
+    config: &Config,
+    keys: Option<&crate::config::S3Keys>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<crate::backup::Backups>>, crate::backup::BackupError> {
+    let Some(keys) = keys else { return Ok(None) };
+    let Some(backups) = crate::backup::Backups::new(config, keys, metrics.clone())? else {
+        return Ok(None);
+    };
+    metrics.enable_backups();
+    let backups = Arc::new(backups);
+    let b = backups.clone();
+    tokio::spawn(async move { b.clean_up_interrupted().await });
+    Ok(Some(backups))
 }
 
 fn engine_for(config: &Config, password: Option<String>) -> Engine {

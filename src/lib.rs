@@ -3,6 +3,8 @@
 //! command line; every concern lives in one module here.
 
 pub mod api;
+pub mod backup;
+pub mod backups_cli;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -28,6 +28,8 @@ enum Command {
     Status(keyfleet::status::StatusArgs),
     /// Log shipping to S3: its state, and flushing it.
     Logs(keyfleet::logs::LogsArgs),
+    /// Backups to S3: take one, list them, show one.
+    Backup(keyfleet::backups_cli::BackupArgs),
     /// Render configuration files.
     Render {
         #[command(subcommand)]
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => keyfleet::dev::main(args),
         Command::Status(args) => keyfleet::status::main(args),
         Command::Logs(args) => keyfleet::logs::main(args),
+        Command::Backup(args) => keyfleet::backups_cli::main(args),
         Command::Render {
             what: RenderWhat::KeydbConf { config },
         } => match keyfleet::config::Config::load(&config) {

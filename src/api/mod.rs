@@ -4,6 +4,7 @@
 //! document; it must not talk to the engine or to peers itself.
 
 mod access_log;
+mod backups;
 mod logs;
 
 use crate::daemon::State;
@@ -53,6 +54,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/logs", get(logs::status))
         .route("/api/v1/logs/flush", post(logs::flush))
+        .route("/api/v1/backups", get(backups::list).post(backups::create))
+        .route("/api/v1/backups/{id}", get(backups::show))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router = Router::new()
         .route("/healthz", get(healthz))

@@ -3,10 +3,12 @@
 //! the engine protocol. Every error names the file and the key that is wrong, and
 //! `main` turns it into exit status 2.
 
+mod backups;
 mod logs;
 mod units;
 mod validate;
 
+pub use backups::{BackupCompression, BackupsConfig};
 pub use logs::{Compression, LogsConfig, MIN_PART_SIZE, OnBudgetFull, RotateConfig, S3Config};
 pub use units::{parse_duration, parse_size};
 
@@ -94,6 +96,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Log rotation and shipping to S3; absent means the engine logs to stdout.
     pub logs: Option<LogsConfig>,
+    /// Backups to S3; absent means none.
+    #[serde(default)]
+    pub backups: Option<BackupsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +275,8 @@ pub struct Secrets {
     pub api_token: Option<String>,
     /// The log store's access key id and secret key, with `[logs]`.
     pub logs_s3: Option<S3Keys>,
+    /// The backup store's keys, with `[backups]` (the log store's when it is shared).
+    pub backups_s3: Option<S3Keys>,
 }
 
 /// An S3 access key pair, read from files; `Debug` shows neither half.
@@ -340,11 +347,32 @@ impl Config {
                 )?,
             }),
         };
+        let backups_s3 = match self.backups.as_ref().and_then(|b| b.s3.as_ref()) {
+            Some(s3) => Some(S3Keys {
+                access_key_id: read("backups.s3.access_key_id_file", &s3.access_key_id_file)?,
+                secret_access_key: read(
+                    "backups.s3.secret_access_key_file",
+                    &s3.secret_access_key_file,
+                )?,
+            }),
+            None if self.backups.is_some() => logs_s3.clone(),
+            None => None,
+        };
         Ok(Secrets {
             engine_password: optional("engine.password_file", &self.engine.password_file)?,
             api_token: optional("api.token_file", &self.api.token_file)?,
             logs_s3,
+            backups_s3,
         })
+    }
+
+    /// The engine's RDB file: `dbfilename` (default `dump.rdb`) in its data directory.
+    pub fn engine_rdb_path(&self) -> PathBuf {
+        let name = match self.engine.settings.get("dbfilename") {
+            Some(Directive::Str(s)) => s.clone(),
+            _ => "dump.rdb".into(),
+        };
+        self.engine.data_dir.join(name)
     }
 
     /// The engine's log file, when logs are shipped (else the engine logs to stdout).

@@ -138,6 +138,13 @@ impl Config {
                 return Err(invalid(key, message));
             }
         }
+        if let Some((key, message)) = self
+            .backups
+            .as_ref()
+            .and_then(|b| b.problem(self.logs.as_ref().map(|l| &l.s3)))
+        {
+            return Err(invalid(format!("backups.{key}"), message));
+        }
         if let Some(logs) = &self.logs {
             if let Some((key, message)) = logs.problem() {
                 return Err(invalid(format!("logs.{key}"), message));

@@ -193,6 +193,11 @@ impl Engine {
         Ok(Info::parse(text)?)
     }
 
+    /// `BGSAVE`: the engine forks and writes its RDB file (backups).
+    pub async fn bgsave(&self) -> Result<(), EngineError> {
+        self.run::<String>("BGSAVE", &[]).await.map(drop)
+    }
+
     /// `PING`: the engine is reachable, authenticated and answering.
     pub async fn ping(&self) -> Result<(), EngineError> {
         self.run::<String>("PING", &[]).await.map(drop)

@@ -4,6 +4,7 @@
 //! application state, never a global; it only counts and formats, and never talks to
 //! the engine.
 
+mod backup;
 mod logship;
 mod redis;
 mod text;
@@ -62,6 +63,7 @@ pub struct Metrics {
     info_nanos: AtomicU64,
     /// Few distinct codes, so a vector beats a map; insertion order keeps output stable.
     errors: Mutex<Vec<(&'static str, u64)>>,
+    backup: Mutex<backup::Figures>,
 }
 
 impl Default for Metrics {
@@ -84,6 +86,7 @@ impl Metrics {
             polls: AtomicU64::new(0),
             info_nanos: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
+            backup: Mutex::new(backup::Figures::default()),
         }
     }
 
@@ -128,6 +131,7 @@ impl Metrics {
         if let Some(logs) = logs {
             logship::render(&mut out, logs);
         }
+        self.render_backup(&mut out);
         out.finish()
     }
 

@@ -11,6 +11,7 @@ macro_rules! skip {
     }};
 }
 
+mod backup;
 mod binary;
 mod config_errors;
 mod daemon;

@@ -1,0 +1,94 @@
+//! A backup's manifest: the small JSON object stored beside the snapshot. A backup is
+//! complete exactly when its manifest exists; listing reads manifests only.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `yyyymmddThhmmssZ-NODE`: when and where it was taken; sorts by time.
+    pub id: String,
+    pub fleet: String,
+    pub node: String,
+    /// "keydb" or "redis", and the engine's version from INFO.
+    pub engine: String,
+    pub engine_version: String,
+    pub keyfleet_version: String,
+    /// RFC 3339, UTC: when the snapshot was asked for.
+    pub created_at: String,
+    /// The object holding the snapshot, and how it is encoded ("zstd" or "none").
+    pub object: String,
+    pub compression: String,
+    /// The RDB file's size and SHA-256, before compression.
+    pub rdb_bytes: u64,
+    pub rdb_sha256: String,
+    /// The object's size and SHA-256, as stored.
+    pub stored_bytes: u64,
+    pub stored_sha256: String,
+    /// Keys per database ("db0": 100000), as INFO counted them at the snapshot.
+    pub keys: BTreeMap<String, u64>,
+    pub duration_seconds: f64,
+}
+
+impl Manifest {
+    pub fn total_keys(&self) -> u64 {
+        self.keys.values().sum()
+    }
+}
+
+/// The object keys of backup `id`: (snapshot, manifest).
+pub fn object_keys(prefix: &str, fleet: &str, id: &str, compression: &str) -> (String, String) {
+    let base = object_dir(prefix, fleet) + id;
+    let ext = if compression == "zstd" {
+        ".rdb.zst"
+    } else {
+        ".rdb"
+    };
+    (format!("{base}{ext}"), format!("{base}.json"))
+}
+
+/// Where a fleet's backups live: `PREFIX/backups/FLEET/`.
+pub fn object_dir(prefix: &str, fleet: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("backups/{fleet}/")
+    } else {
+        format!("{prefix}/backups/{fleet}/")
+    }
+}
+
+/// A backup id is `yyyymmddThhmmssZ-NODE`; anything else is refused before it reaches
+/// an object key.
+pub fn valid_id(id: &str) -> bool {
+    let (stamp, node) = match id.split_once('-') {
+        Some(p) => p,
+        None => return false,
+    };
+    stamp.len() == 16
+        && stamp.ends_with('Z')
+        && !node.is_empty()
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_ids() {
+        assert_eq!(
+            object_keys("p/q/", "main", "20261123T010203Z-node1", "zstd"),
+            (
+                "p/q/backups/main/20261123T010203Z-node1.rdb.zst".into(),
+                "p/q/backups/main/20261123T010203Z-node1.json".into()
+            )
+        );
+        assert_eq!(object_dir("", "f"), "backups/f/");
+        assert!(valid_id("20261123T010203Z-node1"));
+        assert!(!valid_id("../../etc"));
+        assert!(!valid_id("20261123T010203Z-"));
+        assert!(!valid_id("20261123T010203Z-a/b"));
+    }
+}

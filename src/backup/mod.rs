@@ -1,0 +1,405 @@
+//! Backups of the local engine to S3: `BGSAVE`, then the RDB file streamed by multipart
+//! upload (zstd, checksummed part by part), then a manifest beside it. A backup is
+//! complete only when its manifest exists. The upload's id is journaled (the logship
+//! journal's atomic JSON file), so a daemon killed mid-upload aborts it on the next
+//! start and leaves no half object and no open upload; the next backup runs whole.
+//!
+//! One backup at a time per node.
+
+pub mod manifest;
+mod snapshot;
+mod stream;
+
+use crate::config::{BackupsConfig, Config, S3Config, S3Keys};
+use crate::engine::Engine;
+use crate::logship::journal::{JournalError, load_json, save_json};
+use crate::logship::{ErrorRecord, now_unix};
+use crate::metrics::Metrics;
+use crate::s3;
+pub use manifest::Manifest;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A failed backup or restore step: a stable code and a message for people.
+#[derive(Debug, Clone)]
+pub struct BackupError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl BackupError {
+    pub fn new(code: &'static str, message: String) -> BackupError {
+        BackupError { code, message }
+    }
+    fn engine(e: crate::engine::EngineError) -> BackupError {
+        BackupError::new(e.code(), e.to_string())
+    }
+    fn s3(what: &str, e: s3::S3Error) -> BackupError {
+        BackupError::new(e.code(), format!("{what}: {e}"))
+    }
+}
+
+/// The journal: the multipart upload a backup has open, until it is completed or
+/// aborted.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Journal {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open: Option<OpenUpload>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OpenUpload {
+    id: String,
+    key: String,
+    upload_id: String,
+}
+
+/// Where a backup is, for `GET /api/v1/backups/{id}` while it runs and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub id: String,
+    /// "snapshot", "upload", "complete" or "failed".
+    pub state: &'static str,
+    pub started_at: i64,
+    pub rdb_bytes: u64,
+    pub uploaded_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorRecord>,
+}
+
+pub struct Backups {
+    cfg: BackupsConfig,
+    store: S3Config,
+    client: s3::Client,
+    node: String,
+    engine_kind: String,
+    rdb_path: PathBuf,
+    journal_path: PathBuf,
+    metrics: Arc<Metrics>,
+    /// The backup running or last run on this node since the daemon started.
+    current: Mutex<Option<Progress>>,
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Backups {
+    pub fn new(
+        config: &Config,
+        keys: &S3Keys,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Backups>, BackupError> {
+        let Some(cfg) = config.backups.clone() else {
+            return Ok(None);
+        };
+        let store = cfg
+            .store(config.logs.as_ref().map(|l| &l.s3))
+            .expect("validated: backups have a store")
+            .clone();
+        let client = s3::Client::new(&store, keys).map_err(|e| BackupError::s3("backups.s3", e))?;
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            BackupError::new(
+                "backup_state_dir",
+                format!("{}: {e}", config.state_dir.display()),
+            )
+        })?;
+        Ok(Some(Backups {
+            cfg,
+            store,
+            client,
+            node: config.node_name.clone(),
+            engine_kind: format!("{:?}", config.engine.kind).to_lowercase(),
+            rdb_path: config.engine_rdb_path(),
+            journal_path: config.state_dir.join("backup.json"),
+            metrics,
+            current: Mutex::new(None),
+            running: Arc::new(tokio::sync::Mutex::new(())),
+        }))
+    }
+
+    /// Aborts the upload a killed daemon left open, so no half object stays behind.
+    pub async fn clean_up_interrupted(&self) {
+        let journal: Journal = match load_json(&self.journal_path) {
+            Ok(j) => j,
+            Err(e) => return self.fail_quietly("backup_journal", e),
+        };
+        let Some(open) = journal.open else { return };
+        match self
+            .client
+            .abort_multipart(&open.key, &open.upload_id)
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(id = %open.id, "backup {} was interrupted; its upload is aborted", open.id);
+                if let Err(e) = save_json(&Journal::default(), &self.journal_path) {
+                    self.fail_quietly("backup_journal", e);
+                }
+            }
+            Err(e) => tracing::warn!(
+                code = e.code(),
+                "backup {}: cannot abort the interrupted upload yet: {e}",
+                open.id
+            ),
+        }
+    }
+
+    fn fail_quietly(&self, code: &'static str, e: JournalError) {
+        tracing::warn!(code, "backups: {e}");
+        self.metrics.record_error(code);
+    }
+
+    pub fn current(&self) -> Option<Progress> {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, f: impl FnOnce(&mut Progress)) {
+        if let Some(p) = self
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            f(p);
+        }
+    }
+
+    /// Starts a backup; its id comes back at once and the work goes on in a task.
+    pub fn start(self: &Arc<Self>, engine: Arc<Engine>) -> Result<String, BackupError> {
+        let guard = self.running.clone().try_lock_owned().map_err(|_| {
+            BackupError::new(
+                "backup_in_progress",
+                "a backup is already running on this node".into(),
+            )
+        })?;
+        let now = now_unix();
+        let stamp = jiff::Timestamp::from_second(now)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .strftime("%Y%m%dT%H%M%SZ");
+        let id = format!("{stamp}-{}", self.node);
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(Progress {
+            id: id.clone(),
+            state: "snapshot",
+            started_at: now,
+            rdb_bytes: 0,
+            uploaded_bytes: 0,
+            error: None,
+        });
+        let me = self.clone();
+        let run_id = id.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = guard;
+            let t0 = Instant::now();
+            match me.run(&run_id, &engine, t0).await {
+                Ok(m) => {
+                    me.metrics
+                        .backup_succeeded(m.stored_bytes, t0.elapsed().as_secs_f64());
+                    me.set(|p| p.state = "complete");
+                    tracing::info!(id = %run_id, bytes = m.stored_bytes, "backup complete");
+                }
+                Err(e) => {
+                    tracing::warn!(code = e.code, id = %run_id, "backup failed: {}", e.message);
+                    me.metrics.record_error(e.code);
+                    me.metrics.backup_failed();
+                    me.set(|p| {
+                        p.state = "failed";
+                        p.error = Some(ErrorRecord {
+                            code: e.code,
+                            message: e.message,
+                            at: now_unix(),
+                        });
+                    });
+                }
+            }
+        });
+        Ok(id)
+    }
+
+    async fn run(&self, id: &str, engine: &Engine, t0: Instant) -> Result<Manifest, BackupError> {
+        let before = snapshot::bgsave(engine, self.cfg.bgsave_timeout).await?;
+        let file = std::fs::File::open(&self.rdb_path).map_err(|e| {
+            BackupError::new(
+                "backup_rdb_unreadable",
+                format!("the engine's RDB file {}: {e}", self.rdb_path.display()),
+            )
+        })?;
+        let rdb_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.set(|p| {
+            p.state = "upload";
+            p.rdb_bytes = rdb_bytes;
+        });
+        let compression = match self.cfg.compression {
+            crate::config::BackupCompression::Zstd => "zstd",
+            crate::config::BackupCompression::None => "none",
+        };
+        let (object, manifest_key) =
+            manifest::object_keys(&self.store.prefix, &self.cfg.fleet, id, compression);
+        let totals = self
+            .upload(id, &object, file, compression == "zstd")
+            .await?;
+        let info = &before.info;
+        let manifest = Manifest {
+            id: id.to_owned(),
+            fleet: self.cfg.fleet.clone(),
+            node: self.node.clone(),
+            engine: self.engine_kind.clone(),
+            engine_version: info.get("redis_version").unwrap_or("unknown").to_owned(),
+            keyfleet_version: env!("CARGO_PKG_VERSION").to_owned(),
+            created_at: crate::engine::status::rfc3339(std::time::SystemTime::now() - t0.elapsed()),
+            object,
+            compression: compression.to_owned(),
+            rdb_bytes: totals.rdb_bytes,
+            rdb_sha256: totals.rdb_sha256,
+            stored_bytes: totals.stored_bytes,
+            stored_sha256: totals.stored_sha256,
+            keys: info
+                .dbs()
+                .map(|d| (format!("db{}", d.db), d.keys))
+                .collect(),
+            duration_seconds: t0.elapsed().as_secs_f64(),
+        };
+        let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+        self.client
+            .put_object(&manifest_key, body.into())
+            .await
+            .map_err(|e| BackupError::s3("writing the manifest", e))?;
+        Ok(manifest)
+    }
+
+    /// Streams the file to `object` by multipart upload; the upload is journaled while
+    /// open and aborted on any failure.
+    async fn upload(
+        &self,
+        id: &str,
+        object: &str,
+        file: std::fs::File,
+        zstd: bool,
+    ) -> Result<stream::Totals, BackupError> {
+        let upload_id = self
+            .client
+            .create_multipart(object)
+            .await
+            .map_err(|e| BackupError::s3("starting the upload", e))?;
+        let open = OpenUpload {
+            id: id.to_owned(),
+            key: object.to_owned(),
+            upload_id: upload_id.clone(),
+        };
+        if let Err(e) = save_json(&Journal { open: Some(open) }, &self.journal_path) {
+            let _ = self.client.abort_multipart(object, &upload_id).await;
+            return Err(BackupError::new("backup_journal", e.to_string()));
+        }
+        let result = self.send_parts(object, &upload_id, file, zstd).await;
+        if result.is_err()
+            && self
+                .client
+                .abort_multipart(object, &upload_id)
+                .await
+                .is_err()
+        {
+            // Left in the journal: the next start aborts it.
+            return result;
+        }
+        if let Err(e) = save_json(&Journal::default(), &self.journal_path) {
+            self.fail_quietly("backup_journal", e);
+        }
+        result
+    }
+
+    async fn send_parts(
+        &self,
+        object: &str,
+        upload_id: &str,
+        file: std::fs::File,
+        zstd: bool,
+    ) -> Result<stream::Totals, BackupError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let path = self.rdb_path.clone();
+        let reader = tokio::task::spawn_blocking(move || stream::read_parts(file, path, zstd, tx));
+        let mut etags = Vec::new();
+        let mut sent = 0u64;
+        while let Some(part) = rx.recv().await {
+            let number = etags.len() as u16 + 1;
+            let len = part.len() as u64;
+            let etag = self
+                .part_with_retries(object, upload_id, number, part.into())
+                .await?;
+            etags.push(etag);
+            sent += len;
+            self.set(|p| p.uploaded_bytes = sent);
+        }
+        let totals = reader
+            .await
+            .map_err(|e| BackupError::new("backup_rdb_unreadable", e.to_string()))?
+            .map_err(|e| BackupError::new("backup_rdb_unreadable", e))?;
+        self.client
+            .complete_multipart(object, upload_id, &etags)
+            .await
+            .map_err(|e| BackupError::s3("completing the upload", e))?;
+        Ok(totals)
+    }
+
+    async fn part_with_retries(
+        &self,
+        object: &str,
+        upload_id: &str,
+        number: u16,
+        body: hyper::body::Bytes,
+    ) -> Result<String, BackupError> {
+        let mut wait = std::time::Duration::from_millis(500);
+        for attempt in 1.. {
+            match self
+                .client
+                .upload_part(object, upload_id, number, body.clone())
+                .await
+            {
+                Ok(etag) => return Ok(etag),
+                Err(e) if attempt < 4 && e.kind() == s3::ErrorKind::Unreachable => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(BackupError::s3(&format!("part {number}"), e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// The complete backups of this fleet (those with a manifest), oldest first.
+    pub async fn list(&self) -> Result<Vec<Manifest>, BackupError> {
+        let dir = manifest::object_dir(&self.store.prefix, &self.cfg.fleet);
+        let listed = self
+            .client
+            .list(&dir)
+            .await
+            .map_err(|e| BackupError::s3("listing backups", e))?;
+        let mut out = Vec::new();
+        for obj in listed.iter().filter(|o| o.key.ends_with(".json")) {
+            if let Some(m) = self.fetch_manifest(&obj.key).await? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One backup's manifest, or None when there is no complete backup `id`.
+    pub async fn show(&self, id: &str) -> Result<Option<Manifest>, BackupError> {
+        let key = manifest::object_dir(&self.store.prefix, &self.cfg.fleet) + id + ".json";
+        self.fetch_manifest(&key).await
+    }
+
+    async fn fetch_manifest(&self, key: &str) -> Result<Option<Manifest>, BackupError> {
+        let Some(body) = self
+            .client
+            .get_object(key)
+            .await
+            .map_err(|e| BackupError::s3("reading a manifest", e))?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| BackupError::new("backup_manifest_corrupt", format!("{key}: {e}")))
+    }
+}

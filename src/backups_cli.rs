@@ -1,0 +1,265 @@
+//! `keyfleet backup create|list|show`: clients of `/api/v1/backups`. `create` asks one
+//! daemon (`--api`, or the first node of a dev fleet) for a backup and waits for it,
+//! with a progress line on a terminal. Exit status: 0 done, 1 the backup failed (or the
+//! wait timed out), 3 no daemon could be asked.
+
+use crate::client::{ClientArgs, ClientError, Method, call};
+use crate::status::human_bytes;
+use serde_json::Value;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BackupCommand {
+    /// Snapshot the node's engine to S3 now and wait until its manifest is stored.
+    Create(CreateOptions),
+    /// The fleet's complete backups, oldest first.
+    List(Options),
+    /// One backup: its manifest, or its progress while it runs.
+    Show(ShowOptions),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Options {
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CreateOptions {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Stop waiting after this long (exit 1; the backup goes on).
+    #[arg(long, default_value = "1h", value_parser = crate::config::parse_duration)]
+    pub wait: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ShowOptions {
+    /// The backup's id (`keyfleet backup list`).
+    pub id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn main(args: BackupArgs) -> u8 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        match args.command {
+            BackupCommand::Create(o) => create(&o).await,
+            BackupCommand::List(o) => list(&o).await,
+            BackupCommand::Show(o) => show(&o).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e @ ClientError::NoAnswer(_)) | Err(e @ ClientError::Target(_)) => {
+            eprintln!("keyfleet backup: {e}");
+            3
+        }
+        Err(e) => {
+            eprintln!("keyfleet backup: {e}");
+            1
+        }
+    }
+}
+
+/// The one daemon asked: `--api`, or the first node of a dev fleet.
+fn daemon(client: &ClientArgs) -> Result<(String, Option<String>), ClientError> {
+    let target = client.target()?;
+    let url = target
+        .urls
+        .first()
+        .cloned()
+        .ok_or_else(|| ClientError::Target("no daemon to ask (give --api or --dir)".into()))?;
+    Ok((url, client.token()?))
+}
+
+async fn create(o: &CreateOptions) -> Result<u8, ClientError> {
+    let (url, token) = daemon(&o.client)?;
+    let started = call(
+        Method::Post,
+        &url,
+        "/api/v1/backups",
+        token.as_deref(),
+        REQUEST_TIMEOUT,
+    )
+    .await?;
+    let id = started["id"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/api/v1/backups/{id}");
+    let tty = std::io::stderr().is_terminal() && !o.client.json;
+    let t0 = Instant::now();
+    loop {
+        let v = call(Method::Get, &url, &path, token.as_deref(), REQUEST_TIMEOUT).await?;
+        match v["state"].as_str() {
+            Some("complete") => {
+                if tty {
+                    eprintln!();
+                }
+                print_one(&v, o.client.json);
+                return Ok(0);
+            }
+            Some("failed") => {
+                if tty {
+                    eprintln!();
+                }
+                let err = &v["progress"]["error"];
+                if o.client.json {
+                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                }
+                eprintln!(
+                    "keyfleet backup: {id} failed: {} ({})",
+                    err["message"].as_str().unwrap_or("?"),
+                    err["code"].as_str().unwrap_or("?")
+                );
+                return Ok(1);
+            }
+            state => {
+                if tty {
+                    let p = &v["progress"];
+                    let (done, total) = (
+                        p["uploaded_bytes"].as_u64().unwrap_or(0),
+                        p["rdb_bytes"].as_u64().unwrap_or(0),
+                    );
+                    eprint!(
+                        "\r{id}: {:<8} {} uploaded (RDB {})   ",
+                        state.unwrap_or("?"),
+                        human_bytes(done),
+                        human_bytes(total)
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            }
+        }
+        if t0.elapsed() > o.wait {
+            eprintln!(
+                "\nkeyfleet backup: {id} still running after {:?}; see `keyfleet backup show {id}`",
+                o.wait
+            );
+            return Ok(1);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn list(o: &Options) -> Result<u8, ClientError> {
+    let (url, token) = daemon(&o.client)?;
+    let v = call(
+        Method::Get,
+        &url,
+        "/api/v1/backups",
+        token.as_deref(),
+        REQUEST_TIMEOUT,
+    )
+    .await?;
+    if o.client.json {
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(0);
+    }
+    let rows = v["backups"].as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no backups yet");
+    } else {
+        println!(
+            "{:<34} {:<10} {:>10} {:>10} {:>8}",
+            "ID", "NODE", "KEYS", "STORED", "SECONDS"
+        );
+        for m in &rows {
+            let keys: u64 = m["keys"]
+                .as_object()
+                .map(|k| k.values().filter_map(Value::as_u64).sum())
+                .unwrap_or(0);
+            println!(
+                "{:<34} {:<10} {:>10} {:>10} {:>8.1}",
+                m["id"].as_str().unwrap_or("?"),
+                m["node"].as_str().unwrap_or("?"),
+                keys,
+                human_bytes(m["stored_bytes"].as_u64().unwrap_or(0)),
+                m["duration_seconds"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    if let Some(r) = v["running"]
+        .as_object()
+        .filter(|r| r["state"] == "snapshot" || r["state"] == "upload")
+    {
+        println!(
+            "running: {} ({})",
+            r["id"].as_str().unwrap_or("?"),
+            r["state"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(0)
+}
+
+async fn show(o: &ShowOptions) -> Result<u8, ClientError> {
+    let (url, token) = daemon(&o.client)?;
+    let v = call(
+        Method::Get,
+        &url,
+        &format!("/api/v1/backups/{}", o.id),
+        token.as_deref(),
+        REQUEST_TIMEOUT,
+    )
+    .await?;
+    print_one(&v, o.client.json);
+    Ok(if v["state"] == "failed" { 1 } else { 0 })
+}
+
+fn print_one(v: &Value, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v).expect("json"));
+        return;
+    }
+    let Some(m) = v["manifest"].as_object() else {
+        println!(
+            "{}: {}",
+            v["id"].as_str().unwrap_or("?"),
+            v["state"].as_str().unwrap_or("?")
+        );
+        return;
+    };
+    for key in [
+        "id",
+        "node",
+        "engine",
+        "engine_version",
+        "created_at",
+        "object",
+        "compression",
+    ] {
+        println!("{key:<16} {}", m[key].as_str().unwrap_or("?"));
+    }
+    println!(
+        "{:<16} {}",
+        "rdb",
+        human_bytes(m["rdb_bytes"].as_u64().unwrap_or(0))
+    );
+    println!(
+        "{:<16} {}",
+        "stored",
+        human_bytes(m["stored_bytes"].as_u64().unwrap_or(0))
+    );
+    println!(
+        "{:<16} {}",
+        "stored_sha256",
+        m["stored_sha256"].as_str().unwrap_or("?")
+    );
+    println!("{:<16} {}", "keys", m["keys"]);
+    println!(
+        "{:<16} {:.1}s",
+        "duration",
+        m["duration_seconds"].as_f64().unwrap_or(0.0)
+    );
+}

@@ -1,0 +1,80 @@
+//! The `[backups]` table: snapshots of the engine's data to S3. Schema, defaults and
+//! the checks that need no files.
+
+use super::S3Config;
+use super::units;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Backups of the local engine. Present means enabled (on demand through the API).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupsConfig {
+    /// Names the fleet in object keys: `PREFIX/backups/FLEET/...`. Every node of a
+    /// fleet must give the same one.
+    #[serde(default = "default_fleet")]
+    pub fleet: String,
+    /// "zstd" (default) or "none".
+    #[serde(default)]
+    pub compression: BackupCompression,
+    /// How long `BGSAVE` may take before the backup gives up.
+    #[serde(
+        default = "default_bgsave_timeout",
+        deserialize_with = "units::duration"
+    )]
+    pub bgsave_timeout: Duration,
+    /// The store; absent means the one `[logs.s3]` names, with its credentials.
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupCompression {
+    #[default]
+    Zstd,
+    None,
+}
+
+fn default_fleet() -> String {
+    "default".into()
+}
+fn default_bgsave_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl BackupsConfig {
+    /// The first problem with these settings as (key under `backups.`, message).
+    pub(super) fn problem(&self, logs_s3: Option<&S3Config>) -> Option<(String, String)> {
+        let p = |k: &str, m: String| Some((k.to_owned(), m));
+        let f = &self.fleet;
+        if f.is_empty()
+            || !f
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return p(
+                "fleet",
+                format!(
+                    "`{f}` must be letters, digits, `-`, `_` or `.` (it is part of object keys)"
+                ),
+            );
+        }
+        if self.bgsave_timeout < Duration::from_secs(1) {
+            return p("bgsave_timeout", "must be at least 1s".into());
+        }
+        match (&self.s3, logs_s3) {
+            (Some(s3), _) => s3.problem().map(|(k, m)| (format!("s3.{k}"), m)),
+            (None, Some(_)) => None,
+            (None, None) => p(
+                "s3",
+                "no store: give [backups.s3], or [logs.s3] for both to share".into(),
+            ),
+        }
+    }
+
+    /// The store backups go to: their own, or the logs' one.
+    pub fn store<'a>(&'a self, logs_s3: Option<&'a S3Config>) -> Option<&'a S3Config> {
+        self.s3.as_ref().or(logs_s3)
+    }
+}

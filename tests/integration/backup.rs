@@ -1,0 +1,192 @@
+//! Backups against a real engine and a real S3 server (s3s-fs): what lands in the bucket
+//! is the engine's own RDB, byte for byte, and an engine started from it holds every
+//! key and value; a store that is down gives its error code and the failure metric.
+
+use crate::fixture::{engine, free_port, keyfleet, ping};
+use crate::s3_fixture::{Node, S3Server};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BACKUPS: &str = "\n[backups]\nfleet = \"itest\"\n";
+
+fn conn(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+fn backup(node: &Node, args: &[&str]) -> (i32, Value, String) {
+    let out = keyfleet()
+        .args(["backup"])
+        .args(args)
+        .args(["--api", &node.api, "--json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every key of the engine on `port` with its `DUMP` payload, sorted.
+fn dump_all(port: u16) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut c = conn(port);
+    let mut keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    let mut out = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for k in chunk {
+            pipe.cmd("DUMP").arg(k);
+        }
+        let dumps: Vec<Vec<u8>> = pipe.query(&mut c).unwrap();
+        out.extend(chunk.iter().cloned().zip(dumps));
+    }
+    out
+}
+
+#[test]
+fn a_backup_of_100k_keys_restores_into_an_engine_with_every_key_and_value() {
+    let Some(s3) = S3Server::start("backup restore") else {
+        return;
+    };
+    let node = Node::start(&s3.endpoint(), "", BACKUPS);
+    let mut c = conn(node.engine_port);
+    let _: () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(100_000)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("h")
+        .arg("f")
+        .arg("v")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg("l")
+        .arg("a")
+        .arg("b")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("ttl")
+        .arg("x")
+        .arg("EX")
+        .arg(3600)
+        .query(&mut c)
+        .unwrap();
+
+    let (code, v, err) = backup(&node, &["create"]);
+    assert_eq!(code, 0, "backup create failed: {err}");
+    assert_eq!(v["state"], "complete", "{v}");
+    let m = &v["manifest"];
+    assert_eq!(m["keys"]["db0"], 100_003, "{m}");
+    assert_eq!(m["fleet"], "itest");
+
+    // The bucket holds the snapshot and the manifest, and the manifest is what the API said.
+    let objects = s3.objects("backups/itest/");
+    assert_eq!(
+        objects.len(),
+        2,
+        "{:?}",
+        objects.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
+    let (_, stored) = objects
+        .iter()
+        .find(|(k, _)| k.ends_with(".rdb.zst"))
+        .unwrap();
+    let (_, manifest) = objects.iter().find(|(k, _)| k.ends_with(".json")).unwrap();
+    assert_eq!(&serde_json::from_slice::<Value>(manifest).unwrap(), m);
+    assert_eq!(
+        hex(&Sha256::digest(stored)),
+        m["stored_sha256"].as_str().unwrap()
+    );
+    let rdb = zstd::decode_all(&stored[..]).unwrap();
+    assert_eq!(
+        hex(&Sha256::digest(&rdb)),
+        m["rdb_sha256"].as_str().unwrap()
+    );
+    assert_eq!(rdb.len() as u64, m["rdb_bytes"].as_u64().unwrap());
+
+    // An engine started from it holds exactly the node's keys and values.
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("dump.rdb"), &rdb).unwrap();
+    let port = free_port();
+    let (bin, _) = engine().unwrap();
+    let mut restored = Command::new(bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(scratch.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(crate::fixture::eventually(Duration::from_secs(20), || ping(port)).is_some());
+    let want = dump_all(node.engine_port);
+    let got = dump_all(port);
+    let _ = restored.kill();
+    let _ = restored.wait();
+    assert_eq!(want.len(), 100_003);
+    assert!(
+        want == got,
+        "the restored engine differs ({} keys against {})",
+        got.len(),
+        want.len()
+    );
+
+    // Listed, and shown by id.
+    let (code, list, _) = backup(&node, &["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(list["backups"][0]["id"], m["id"]);
+    let (code, shown, _) = backup(&node, &["show", m["id"].as_str().unwrap()]);
+    assert_eq!((code, &shown["manifest"]), (0, m));
+}
+
+#[test]
+fn a_store_that_is_down_fails_the_backup_with_its_code_and_counts_it() {
+    let Some(mut s3) = S3Server::start("backup with the store down") else {
+        return;
+    };
+    let node = Node::start(&s3.endpoint(), "", BACKUPS);
+    s3.stop();
+    let (code, v, err) = backup(&node, &["create"]);
+    assert_eq!(code, 1, "{v} {err}");
+    assert_eq!(v["progress"]["error"]["code"], "s3_unreachable", "{v}");
+    assert_eq!(node.metric("keyfleet_backup_failures_total"), Some(1.0));
+    assert_eq!(
+        node.metric("keyfleet_backup_last_success_timestamp_seconds"),
+        Some(0.0)
+    );
+    assert!(
+        node.metric("keyfleet_errors_total{code=\"s3_unreachable\"}")
+            .unwrap_or(0.0)
+            >= 1.0
+    );
+    // Nothing half-written is listed once the store is back.
+    s3.restart();
+    assert!(s3.objects("backups/").is_empty());
+    let (code, list, err) = backup(&node, &["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(list["backups"], serde_json::json!([]));
+    // And the next backup completes.
+    let (code, v, err) = backup(&node, &["create"]);
+    assert_eq!((code, &v["state"]), (0, &Value::from("complete")), "{err}");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
