@@ -3,6 +3,7 @@
 //! `PART_SIZE` that go to the uploader through a channel of one. Memory stays at about
 //! three parts (one being filled, one queued, one in flight) whatever the RDB's size.
 
+use crate::s3::hex;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -107,10 +108,6 @@ pub fn read_parts(
         stored_bytes: sink.bytes,
         stored_sha256: hex(&sink.hash.finalize()),
     })
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -24,6 +24,11 @@ use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use std::time::Duration;
 
+/// Lower-case hex of a digest (ETags, manifests' checksums).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// How long past the request timeout a signed request stays valid (clock skew, queueing).
 const SIGNATURE_MARGIN: Duration = Duration::from_secs(300);
 
@@ -253,7 +258,7 @@ impl http::Answer {
             .ok_or_else(|| S3Error::bad_response("the answer has no ETag".into()))?
             .trim_matches('"')
             .to_owned();
-        let expected: String = md5.iter().map(|b| format!("{b:02x}")).collect();
+        let expected = hex(md5);
         let looks_md5 = etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit());
         if looks_md5 && !etag.eq_ignore_ascii_case(&expected) {
             return Err(S3Error::bad_response(format!(

@@ -2,12 +2,11 @@
 //! is the engine's own RDB, byte for byte, and an engine started from it holds every
 //! key and value; a store that is down gives its error code and the failure metric.
 
-use crate::fixture::{engine, free_port, keyfleet, ping};
+use crate::fixture::{Engine, keyfleet};
 use crate::s3_fixture::{Node, S3Server};
+use keyfleet::s3::hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const BACKUPS: &str = "\n[backups]\nfleet = \"itest\"\n";
 
@@ -117,29 +116,10 @@ fn a_backup_of_100k_keys_restores_into_an_engine_with_every_key_and_value() {
     // An engine started from it holds exactly the node's keys and values.
     let scratch = tempfile::tempdir().unwrap();
     std::fs::write(scratch.path().join("dump.rdb"), &rdb).unwrap();
-    let port = free_port();
-    let (bin, _) = engine().unwrap();
-    let mut restored = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(scratch.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(crate::fixture::eventually(Duration::from_secs(20), || ping(port)).is_some());
+    let restored = Engine::start_in(scratch.path()).unwrap();
     let want = dump_all(node.engine_port);
-    let got = dump_all(port);
-    let _ = restored.kill();
-    let _ = restored.wait();
+    let got = dump_all(restored.port);
+    drop(restored);
     assert_eq!(want.len(), 100_003);
     assert!(
         want == got,
@@ -185,8 +165,4 @@ fn a_store_that_is_down_fails_the_backup_with_its_code_and_counts_it() {
     // And the next backup completes.
     let (code, v, err) = backup(&node, &["create"]);
     assert_eq!((code, &v["state"]), (0, &Value::from("complete")), "{err}");
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -6,46 +6,6 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-/// A throwaway engine: the one `dev` would use, with no persistence.
-struct Engine {
-    child: Child,
-    port: u16,
-}
-
-impl Engine {
-    fn start() -> Option<Engine> {
-        Engine::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> Option<Engine> {
-        let (bin, _) = engine()?;
-        let child = std::process::Command::new(bin)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let up = eventually(Duration::from_secs(10), || ping(port));
-        assert!(up.is_some(), "engine did not start on {port}");
-        Some(Engine { child, port })
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Daemon {
     child: Child,
     url: String,

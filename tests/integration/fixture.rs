@@ -224,6 +224,56 @@ impl Drop for DevFleet {
     }
 }
 
+/// A throwaway engine: the one `dev` would use, with no persistence; stopped on drop.
+pub struct Engine {
+    child: Child,
+    pub port: u16,
+}
+
+impl Engine {
+    pub fn start() -> Option<Engine> {
+        Engine::start_on(free_port())
+    }
+
+    pub fn start_on(port: u16) -> Option<Engine> {
+        Engine::spawn(port, None)
+    }
+
+    /// One that loads the `dump.rdb` in `dir` (a backup to compare).
+    pub fn start_in(dir: &std::path::Path) -> Option<Engine> {
+        Engine::spawn(free_port(), Some(dir))
+    }
+
+    fn spawn(port: u16, dir: Option<&std::path::Path>) -> Option<Engine> {
+        let (bin, _) = engine()?;
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        if let Some(dir) = dir {
+            cmd.arg("--dir").arg(dir);
+        }
+        let child = cmd.stdout(Stdio::null()).spawn().unwrap();
+        let up = eventually(Duration::from_secs(20), || ping(port));
+        assert!(up.is_some(), "engine did not start on {port}");
+        Some(Engine { child, port })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Some(()) once an engine on `port` answers PING. A bare TCP connect is not enough: a
 /// loopback connect to a port in the ephemeral range can connect to itself.
 pub fn ping(port: u16) -> Option<()> {
