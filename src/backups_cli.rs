@@ -102,21 +102,19 @@ async fn create(o: &CreateOptions) -> Result<u8, ClientError> {
     let t0 = Instant::now();
     loop {
         let v = call(Method::Get, &url, &path, token.as_deref(), REQUEST_TIMEOUT).await?;
-        match v["state"].as_str() {
+        let state = v["state"].as_str();
+        if tty && matches!(state, Some("complete" | "failed")) {
+            eprintln!(); // ends the progress line
+        }
+        match state {
             Some("complete") => {
-                if tty {
-                    eprintln!();
-                }
                 print_one(&v, o.client.json);
                 return Ok(0);
             }
             Some("failed") => {
-                if tty {
-                    eprintln!();
-                }
                 let err = &v["progress"]["error"];
                 if o.client.json {
-                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                    print_one(&v, true);
                 }
                 eprintln!(
                     "keyfleet backup: {id} failed: {} ({})",

@@ -75,7 +75,7 @@ pub struct Backups {
     store: S3Config,
     client: s3::Client,
     node: String,
-    engine_kind: String,
+    engine_kind: &'static str,
     rdb_path: PathBuf,
     journal_path: PathBuf,
     metrics: Arc<Metrics>,
@@ -109,7 +109,7 @@ impl Backups {
             store,
             client,
             node: config.node_name.clone(),
-            engine_kind: format!("{:?}", config.engine.kind).to_lowercase(),
+            engine_kind: config.engine.kind.as_str(),
             rdb_path: config.engine_rdb_path(),
             journal_path: config.state_dir.join("backup.json"),
             metrics,
@@ -175,7 +175,11 @@ impl Backups {
                 "a backup is already running on this node".into(),
             )
         })?;
-        let now = now_unix();
+        // One clock reading names the backup and dates its manifest.
+        let started = std::time::SystemTime::now();
+        let now = started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let stamp = jiff::Timestamp::from_second(now)
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
             .strftime("%Y%m%dT%H%M%SZ");
@@ -193,7 +197,7 @@ impl Backups {
         tokio::spawn(async move {
             let _one_at_a_time = guard;
             let t0 = Instant::now();
-            match me.run(&run_id, &engine, t0).await {
+            match me.run(&run_id, &engine, started, t0).await {
                 Ok(m) => {
                     me.metrics
                         .backup_succeeded(m.stored_bytes, t0.elapsed().as_secs_f64());
@@ -218,8 +222,14 @@ impl Backups {
         Ok(id)
     }
 
-    async fn run(&self, id: &str, engine: &Engine, t0: Instant) -> Result<Manifest, BackupError> {
-        let before = snapshot::bgsave(engine, self.cfg.bgsave_timeout).await?;
+    async fn run(
+        &self,
+        id: &str,
+        engine: &Engine,
+        started: std::time::SystemTime,
+        t0: Instant,
+    ) -> Result<Manifest, BackupError> {
+        let info = snapshot::bgsave(engine, self.cfg.bgsave_timeout).await?;
         let file = std::fs::File::open(&self.rdb_path).map_err(|e| {
             BackupError::new(
                 "backup_rdb_unreadable",
@@ -240,15 +250,14 @@ impl Backups {
         let totals = self
             .upload(id, &object, file, compression == "zstd")
             .await?;
-        let info = &before.info;
         let manifest = Manifest {
             id: id.to_owned(),
             fleet: self.cfg.fleet.clone(),
             node: self.node.clone(),
-            engine: self.engine_kind.clone(),
+            engine: self.engine_kind.to_owned(),
             engine_version: info.get("redis_version").unwrap_or("unknown").to_owned(),
             keyfleet_version: env!("CARGO_PKG_VERSION").to_owned(),
-            created_at: crate::engine::status::rfc3339(std::time::SystemTime::now() - t0.elapsed()),
+            created_at: crate::engine::status::rfc3339(started),
             object,
             compression: compression.to_owned(),
             rdb_bytes: totals.rdb_bytes,

@@ -5,13 +5,9 @@ use super::BackupError;
 use crate::engine::{Engine, Info};
 use std::time::{Duration, Instant};
 
-/// What INFO said just before the snapshot.
-pub struct Before {
-    pub info: Info,
-}
-
-/// Asks for a background save and waits until it has ended well.
-pub async fn bgsave(engine: &Engine, timeout: Duration) -> Result<Before, BackupError> {
+/// Asks for a background save and waits until it has ended well; returns what INFO
+/// said just before it.
+pub async fn bgsave(engine: &Engine, timeout: Duration) -> Result<Info, BackupError> {
     let deadline = Instant::now() + timeout;
     let before = loop {
         let info = engine.info().await.map_err(BackupError::engine)?;
@@ -22,7 +18,7 @@ pub async fn bgsave(engine: &Engine, timeout: Duration) -> Result<Before, Backup
             continue;
         }
         match engine.bgsave().await {
-            Ok(()) => break Before { info },
+            Ok(()) => break info,
             Err(e) if e.to_string().contains("in progress") => wait_a_little(deadline).await?,
             Err(e) => return Err(BackupError::engine(e)),
         }

@@ -337,25 +337,27 @@ impl Config {
         };
         let optional =
             |key: &str, path: &Option<PathBuf>| path.as_deref().map(|p| read(key, p)).transpose();
-        let logs_s3 = match &self.logs {
-            None => None,
-            Some(l) => Some(S3Keys {
-                access_key_id: read("logs.s3.access_key_id_file", &l.s3.access_key_id_file)?,
-                secret_access_key: read(
-                    "logs.s3.secret_access_key_file",
-                    &l.s3.secret_access_key_file,
+        let keys = |table: &str, s3: &S3Config| -> Result<S3Keys, ConfigError> {
+            Ok(S3Keys {
+                access_key_id: read(
+                    &format!("{table}.access_key_id_file"),
+                    &s3.access_key_id_file,
                 )?,
-            }),
-        };
-        let backups_s3 = match self.backups.as_ref().and_then(|b| b.s3.as_ref()) {
-            Some(s3) => Some(S3Keys {
-                access_key_id: read("backups.s3.access_key_id_file", &s3.access_key_id_file)?,
                 secret_access_key: read(
-                    "backups.s3.secret_access_key_file",
+                    &format!("{table}.secret_access_key_file"),
                     &s3.secret_access_key_file,
                 )?,
-            }),
-            None if self.backups.is_some() => logs_s3.clone(),
+            })
+        };
+        let logs_s3 = self
+            .logs
+            .as_ref()
+            .map(|l| keys("logs.s3", &l.s3))
+            .transpose()?;
+        let backups_s3 = match self.backups.as_ref().map(|b| b.s3.as_ref()) {
+            Some(Some(s3)) => Some(keys("backups.s3", s3)?),
+            // Sharing the log store, with its keys.
+            Some(None) => logs_s3.clone(),
             None => None,
         };
         Ok(Secrets {
