@@ -1,19 +1,16 @@
-//! Talking to the local engine (KeyDB or Redis): one multiplexed connection, reconnected
+//! Talking to the local engine (KeyDB or Redis): one connection (`resp`), reconnected
 //! after a failure, every call bounded by a timeout, and errors with stable codes. This
 //! module owns the wire protocol; it knows nothing about HTTP, never logs or returns the
 //! password, and leaves what a reply means to `info` and `status`.
 
 pub mod info;
+mod resp;
 pub mod status;
 
 pub use info::{Info, InfoError};
 pub use status::{LinkStatus, NodeError, NodeStatus, PeerLink, PeerRef};
 
-use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo,
-    RedisError,
-};
+use resp::{Connection, Value};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,12 +126,13 @@ impl EngineError {
     }
 }
 
-/// A client of the local engine. Cheap to share behind an `Arc`; concurrent calls share
-/// one multiplexed connection.
+/// A client of the local engine. Cheap to share behind an `Arc`; concurrent calls take
+/// turns on one connection (each exchange is a few hundred microseconds).
 pub struct Engine {
     options: EngineOptions,
-    client: redis::Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    /// The open connection, taken out while a command is in flight: a command cut short
+    /// by its timeout drops it, so no later caller reads a stale reply.
+    conn: Mutex<Option<Connection>>,
     /// Set once the engine has answered a connection, even to refuse the credentials.
     answered: AtomicBool,
 }
@@ -150,20 +148,8 @@ impl fmt::Debug for Engine {
 impl Engine {
     /// Prepares a client; nothing is connected until the first call.
     pub fn new(options: EngineOptions) -> Engine {
-        let addr = match &options.target {
-            Target::Tcp { host, port } => ConnectionAddr::Tcp(host.clone(), *port),
-            Target::Unix(path) => ConnectionAddr::Unix(path.clone()),
-        };
-        let redis = RedisConnectionInfo {
-            username: options.user.clone(),
-            password: options.password.as_ref().map(|p| p.expose().to_owned()),
-            ..RedisConnectionInfo::default()
-        };
-        let client = redis::Client::open(ConnectionInfo { addr, redis })
-            .expect("a ConnectionInfo built from parts is always accepted");
         Engine {
             options,
-            client,
             conn: Mutex::new(None),
             answered: AtomicBool::new(false),
         }
@@ -181,13 +167,11 @@ impl Engine {
 
     /// `INFO everything`, or `INFO all` from an engine that refuses `everything`.
     pub async fn info(&self) -> Result<Info, EngineError> {
-        let text = match self.run::<String>("INFO", &["everything"]).await {
+        let text = match self.text("INFO", &["everything"]).await {
             Ok(text) if !text.trim().is_empty() => text,
             // Engines older than the `everything` section answer it with an error or,
             // treating it as an unknown section, with nothing.
-            Ok(_) | Err(EngineError::Command { .. }) => {
-                self.run::<String>("INFO", &["all"]).await?
-            }
+            Ok(_) | Err(EngineError::Command { .. }) => self.text("INFO", &["all"]).await?,
             Err(e) => return Err(e),
         };
         Ok(Info::parse(text)?)
@@ -195,100 +179,136 @@ impl Engine {
 
     /// `BGSAVE`: the engine forks and writes its RDB file (backups).
     pub async fn bgsave(&self) -> Result<(), EngineError> {
-        self.run::<String>("BGSAVE", &[]).await.map(drop)
+        self.text("BGSAVE", &[]).await.map(drop)
     }
 
     /// `PING`: the engine is reachable, authenticated and answering.
     pub async fn ping(&self) -> Result<(), EngineError> {
-        self.run::<String>("PING", &[]).await.map(drop)
+        self.text("PING", &[]).await.map(drop)
     }
 
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        command: &'static str,
-        args: &[&str],
-    ) -> Result<T, EngineError> {
-        let mut conn = self.connection().await?;
-        let mut cmd = redis::cmd(command);
-        for arg in args {
-            cmd.arg(*arg);
+    /// A command whose reply is a status or a bulk string.
+    async fn text(&self, command: &'static str, args: &[&str]) -> Result<String, EngineError> {
+        match self.run(command, args).await? {
+            Value::Status(text) => Ok(text),
+            Value::Bulk(bytes) => String::from_utf8(bytes).map_err(|_| EngineError::Command {
+                command,
+                detail: "the reply is not UTF-8 text".to_owned(),
+            }),
+            other => Err(EngineError::Command {
+                command,
+                detail: format!("unexpected reply {other:.60?}"),
+            }),
         }
-        let error =
-            match tokio::time::timeout(self.options.command_timeout, cmd.query_async(&mut conn))
-                .await
-            {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) if e.code() == Some("NOPERM") => {
-                    return Err(EngineError::NoPermission {
-                        user: self.user().to_owned(),
-                        command,
-                        detail: e.to_string(),
-                    });
-                }
-                Ok(Err(e)) if is_auth_error(&e) => self.auth_failed(),
-                Ok(Err(e))
-                    if e.is_io_error()
-                        || e.is_connection_dropped()
-                        || e.is_unrecoverable_error() =>
-                {
-                    EngineError::ConnectionLost {
-                        target: self.options.target.to_string(),
-                        command,
-                        detail: e.to_string(),
-                    }
-                }
-                Ok(Err(e)) => {
-                    return Err(EngineError::Command {
-                        command,
-                        detail: e.to_string(),
-                    });
-                }
-                Err(_) => EngineError::Timeout {
+    }
+
+    /// Sends one command and sorts its failures. The whole exchange, waiting for the
+    /// connection included, is bounded by the connect and command timeouts.
+    async fn run(&self, command: &'static str, args: &[&str]) -> Result<Value, EngineError> {
+        let limit = self.options.connect_timeout + self.options.command_timeout;
+        match tokio::time::timeout(limit, self.exchange(command, args)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout(command, limit)),
+        }
+    }
+
+    async fn exchange(&self, command: &'static str, args: &[&str]) -> Result<Value, EngineError> {
+        let mut slot = self.conn.lock().await;
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        let mut words: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
+        words.push(command.as_bytes());
+        words.extend(args.iter().map(|a| a.as_bytes()));
+        let reply = tokio::time::timeout(self.options.command_timeout, conn.call(&words)).await;
+        // On a timeout, an I/O failure or an auth failure the connection is not put back:
+        // the engine restarted, hung or changed its credentials, and a fresh connection on
+        // the next call finds out which.
+        let value = match reply {
+            Err(_) => return Err(self.timeout(command, self.options.command_timeout)),
+            Ok(Err(e)) => {
+                return Err(EngineError::ConnectionLost {
                     target: self.options.target.to_string(),
                     command,
-                    after: self.options.command_timeout,
-                },
-            };
-        // A timeout, an auth or an I/O failure usually means the engine restarted, hung or
-        // changed its credentials; a fresh connection on the next call finds out which.
-        *self.conn.lock().await = None;
-        Err(error)
+                    detail: e.to_string(),
+                });
+            }
+            Ok(Ok(value)) => value,
+        };
+        match value.error_code() {
+            Some("NOAUTH" | "WRONGPASS") => return Err(self.auth_failed()),
+            Some("NOPERM") => {
+                *slot = Some(conn);
+                return Err(EngineError::NoPermission {
+                    user: self.user().to_owned(),
+                    command,
+                    detail: error_text(value),
+                });
+            }
+            Some(_) => {
+                *slot = Some(conn);
+                return Err(EngineError::Command {
+                    command,
+                    detail: error_text(value),
+                });
+            }
+            None => {}
+        }
+        *slot = Some(conn);
+        Ok(value)
     }
 
-    /// The shared connection, opened if there is none. The lock is held while connecting
-    /// so that a burst of callers after an outage opens one connection, not one each.
-    async fn connection(&self) -> Result<MultiplexedConnection, EngineError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(conn.clone());
-        }
-        // No response timeout here: `run` bounds each command itself, so that a slow
-        // answer is always `engine_timeout`, never an I/O error racing it.
-        let config =
-            AsyncConnectionConfig::new().set_connection_timeout(self.options.connect_timeout);
-        // The outer timeout also bounds the AUTH and HELLO exchanges after connecting.
-        let limit = self.options.connect_timeout + self.options.command_timeout;
-        let attempt = tokio::time::timeout(
-            limit,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        );
-        let conn = match attempt.await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) if is_auth_error(&e) => {
-                self.answered.store(true, Ordering::Relaxed);
-                return Err(self.auth_failed());
+    /// A new connection, authenticated when a password is set.
+    async fn connect(&self) -> Result<Connection, EngineError> {
+        let attempt = match &self.options.target {
+            Target::Tcp { host, port } => {
+                tokio::time::timeout(self.options.connect_timeout, Connection::tcp(host, *port))
+                    .await
             }
-            Ok(Err(e)) => return Err(self.unreachable(e.to_string())),
-            Err(_) => return Err(self.unreachable(format!("no connection within {limit:?}"))),
+            Target::Unix(path) => {
+                tokio::time::timeout(self.options.connect_timeout, Connection::unix(path)).await
+            }
         };
+        let mut conn = match attempt {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(self.unreachable(e.to_string())),
+            Err(_) => {
+                let after = self.options.connect_timeout;
+                return Err(self.unreachable(format!("no connection within {after:?}")));
+            }
+        };
+        if let Some(password) = &self.options.password {
+            let mut words: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(user) = &self.options.user {
+                words.push(user.as_bytes());
+            }
+            words.push(password.expose().as_bytes());
+            let reply = tokio::time::timeout(self.options.command_timeout, conn.call(&words));
+            match reply.await {
+                Ok(Ok(Value::Error(_))) => {
+                    self.answered.store(true, Ordering::Relaxed);
+                    return Err(self.auth_failed());
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(self.unreachable(e.to_string())),
+                Err(_) => return Err(self.unreachable("no answer to AUTH".to_owned())),
+            }
+        }
         self.answered.store(true, Ordering::Relaxed);
-        *slot = Some(conn.clone());
         Ok(conn)
     }
 
     fn user(&self) -> &str {
         self.options.user.as_deref().unwrap_or("default")
+    }
+
+    fn timeout(&self, command: &'static str, after: Duration) -> EngineError {
+        EngineError::Timeout {
+            target: self.options.target.to_string(),
+            command,
+            after,
+        }
     }
 
     fn auth_failed(&self) -> EngineError {
@@ -306,8 +326,11 @@ impl Engine {
     }
 }
 
-fn is_auth_error(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+fn error_text(value: Value) -> String {
+    match value {
+        Value::Error(text) => text,
+        other => format!("{other:?}"),
+    }
 }
 
 #[cfg(test)]
