@@ -187,6 +187,10 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
         _ => None,
     };
     let watchdog = tokio::spawn(watchdog_loop(stop_rx.clone()));
+    tokio::spawn(crate::backup::scheduled::run(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     tracing::info!(
         node = %state.config.node_name,
         listen = %state.config.api.listen,

@@ -120,7 +120,7 @@ fn node_healthy(n: &Value) -> bool {
 
 /// Asks one peer's daemon for its node status; failures become a down entry. The
 /// whole exchange, body included, is bounded by `fleet.peer_timeout`.
-async fn peer_node(state: &State, peer: &Peer) -> Value {
+pub async fn peer_node(state: &State, peer: &Peer) -> Value {
     let timeout = state.config.fleet.peer_timeout;
     let url = format!("{}/api/v1/node", peer.api_url());
     let result = match tokio::time::timeout(timeout, ask_peer(state, peer, &url)).await {

@@ -17,4 +17,5 @@ pub mod logship;
 pub mod metrics;
 pub mod render;
 pub mod s3;
+pub mod schedule;
 pub mod status;

@@ -72,6 +72,16 @@ pub fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
+/// When backup `id` was started, from the stamp its id begins with.
+pub fn id_time(id: &str) -> Option<jiff::Timestamp> {
+    let stamp = id.get(..16)?;
+    jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", stamp)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +100,10 @@ mod tests {
         assert!(!valid_id("../../etc"));
         assert!(!valid_id("20261123T010203Z-"));
         assert!(!valid_id("20261123T010203Z-a/b"));
+        assert_eq!(
+            id_time("20261123T010203Z-node1"),
+            Some("2026-11-23T01:02:03Z".parse().unwrap())
+        );
+        assert_eq!(id_time("2026112xT010203Z-node1"), None);
     }
 }

@@ -8,6 +8,8 @@
 
 mod catalog;
 pub mod manifest;
+pub mod retention;
+pub mod scheduled;
 mod snapshot;
 mod stream;
 
@@ -165,6 +167,11 @@ impl Backups {
         {
             f(p);
         }
+    }
+
+    /// Returns once no backup is running on this node.
+    pub async fn wait(&self) {
+        drop(self.running.lock().await);
     }
 
     /// Starts a backup; its id comes back at once and the work goes on in a task.

@@ -3,7 +3,8 @@
 
 use super::S3Config;
 use super::units;
-use serde::Deserialize;
+use crate::schedule::Schedule;
+use serde::{Deserialize, Deserializer, de};
 use std::time::Duration;
 
 /// Backups of the local engine. Present means enabled (on demand through the API).
@@ -23,9 +24,31 @@ pub struct BackupsConfig {
         deserialize_with = "units::duration"
     )]
     pub bgsave_timeout: Duration,
+    /// When scheduled backups run (`every 6h`, `daily 02:30 Asia/Kolkata`); absent
+    /// means on demand only. One node of the fleet takes each run.
+    #[serde(default, deserialize_with = "schedule")]
+    pub schedule: Option<Schedule>,
+    /// Retention: keep the newest N complete backups of the fleet ...
+    #[serde(default)]
+    pub keep_last: Option<u32>,
+    /// ... and/or those younger than this. A backup either rule keeps is kept; with
+    /// neither set nothing is deleted. The newest complete backup is never deleted.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub keep_within: Option<Duration>,
     /// The store; absent means the one `[logs.s3]` names, with its credentials.
     #[serde(default)]
     pub s3: Option<S3Config>,
+}
+
+fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Schedule>, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    units::duration(d).map(Some)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
@@ -62,6 +85,18 @@ impl BackupsConfig {
         }
         if self.bgsave_timeout < Duration::from_secs(1) {
             return p("bgsave_timeout", "must be at least 1s".into());
+        }
+        if self.keep_last == Some(0) {
+            return p(
+                "keep_last",
+                "must be at least 1 (leave it out to keep every backup)".into(),
+            );
+        }
+        if self
+            .keep_within
+            .is_some_and(|d| d < Duration::from_secs(3600))
+        {
+            return p("keep_within", "must be at least 1h".into());
         }
         match (&self.s3, logs_s3) {
             (Some(s3), _) => s3.problem().map(|(k, m)| (format!("s3.{k}"), m)),

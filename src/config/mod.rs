@@ -5,7 +5,7 @@
 
 mod backups;
 mod logs;
-mod units;
+pub(crate) mod units;
 mod validate;
 
 pub use backups::{BackupCompression, BackupsConfig};

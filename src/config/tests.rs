@@ -310,3 +310,40 @@ fn s3_keys_are_read_and_never_shown() {
         .to_string();
     assert!(e.contains("logs.s3.secret_access_key_file"), "{e}");
 }
+
+#[test]
+fn backups_take_a_schedule_and_retention() {
+    let c = parse(&minimal(&format!(
+        "{LOGS}[backups]\nfleet = \"prod\"\nschedule = \"daily 02:00 Asia/Kolkata\"\nkeep_last = 7\nkeep_within = \"30d\"\n"
+    )))
+    .unwrap();
+    let b = c.backups.unwrap();
+    assert_eq!(b.schedule.unwrap().to_string(), "daily 02:00 Asia/Kolkata");
+    assert_eq!(b.keep_last, Some(7));
+    assert_eq!(b.keep_within, Some(Duration::from_secs(30 * 86_400)));
+    let on_demand = parse(&minimal(&format!("{LOGS}[backups]\n"))).unwrap();
+    let b = on_demand.backups.unwrap();
+    assert!(b.schedule.is_none() && b.keep_last.is_none() && b.keep_within.is_none());
+}
+
+#[test]
+fn bad_backup_settings_are_named() {
+    for (line, key, says) in [
+        ("schedule = \"hourly\"", "schedule", "expected \"every 6h\""),
+        (
+            "schedule = \"daily 02:00 Asia/Bombay2\"",
+            "schedule",
+            "not a time zone",
+        ),
+        ("keep_last = 0", "backups.keep_last", "at least 1"),
+        (
+            "keep_within = \"10m\"",
+            "backups.keep_within",
+            "at least 1h",
+        ),
+        ("keep_within = \"forever\"", "keep_within", "not a duration"),
+    ] {
+        let e = error_of(&minimal(&format!("{LOGS}[backups]\n{line}\n")));
+        assert!(e.contains(key) && e.contains(says), "{line}: {e}");
+    }
+}

@@ -1,10 +1,10 @@
-//! Human units in configuration files: durations ("500ms", "2s", "1m") and byte sizes
+//! Human units in configuration files: durations ("500ms", "2s", "1m", "30d") and byte sizes
 //! ("64MiB", "1GiB", "1gb", or a plain number of bytes). Parsing only; no policy.
 
 use serde::{Deserialize, Deserializer, de};
 use std::time::Duration;
 
-/// Parses "250ms", "2s", "1m", "1h"; a bare number is seconds.
+/// Parses "250ms", "2s", "1m", "1h", "30d"; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -19,9 +19,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
+        "d" => n * 86_400.0,
         other => {
             return Err(format!(
-                "`{s}`: unknown duration unit `{other}` (use ms, s, m or h)"
+                "`{s}`: unknown duration unit `{other}` (use ms, s, m, h or d)"
             ));
         }
     };
@@ -29,6 +30,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is not a valid duration"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A duration the way `parse_duration` reads it, in its largest whole unit: "6h",
+/// "90m", "1500ms".
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= size && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
 }
 
 /// Parses "64MiB", "1GiB", "512kb", "0"; a bare number is bytes.
@@ -89,6 +107,13 @@ mod tests {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        for text in ["30d", "6h", "90m", "45s", "1500ms", "0ms"] {
+            assert_eq!(show_duration(parse_duration(text).unwrap()), text);
+        }
         assert!(
             parse_duration("2 fortnights")
                 .unwrap_err()

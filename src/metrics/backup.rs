@@ -1,12 +1,16 @@
 //! The `keyfleet_backup_*` families: figures of this node's backups since the daemon
-//! started (the last success is what the alert reads).
+//! started, and the fleet's newest backup and schedule period, which the alert reads.
 
 use super::Metrics;
 use super::text::{Exposition, Family};
 
 const LAST_SUCCESS: Family = Family::gauge(
     "keyfleet_backup_last_success_timestamp_seconds",
-    "Unix time of this node's last complete backup since the daemon started; 0 before it.",
+    "Unix time of the newest complete backup of the fleet this node knows of: its own, or one read from the store at start and at each scheduled slot; 0 before any.",
+);
+const PERIOD: Family = Family::gauge(
+    "keyfleet_backup_schedule_period_seconds",
+    "The time between two scheduled backups of the fleet (absent when backups run on demand only).",
 );
 const DURATION: Family = Family::gauge(
     "keyfleet_backup_duration_seconds",
@@ -26,6 +30,7 @@ const FAILURES: Family = Family::counter(
 pub(super) struct Figures {
     enabled: bool,
     last_success: i64,
+    period: Option<f64>,
     duration: f64,
     bytes: u64,
     failures: u64,
@@ -37,9 +42,20 @@ impl Metrics {
         self.lock_backup().enabled = true;
     }
 
+    /// Backups run on a schedule with this period (the alert compares against it).
+    pub fn backup_scheduled(&self, period: std::time::Duration) {
+        self.lock_backup().period = Some(period.as_secs_f64());
+    }
+
+    /// A complete backup started at `at` exists (read from the store).
+    pub fn backup_seen(&self, at: i64) {
+        let mut f = self.lock_backup();
+        f.last_success = f.last_success.max(at);
+    }
+
     pub fn backup_succeeded(&self, bytes: u64, seconds: f64) {
         let mut f = self.lock_backup();
-        f.last_success = crate::logship::now_unix();
+        f.last_success = f.last_success.max(crate::logship::now_unix());
         f.duration = seconds;
         f.bytes = bytes;
     }
@@ -58,6 +74,9 @@ impl Metrics {
             return;
         }
         out.sample(&LAST_SUCCESS, &[], f.last_success as f64);
+        if let Some(period) = f.period {
+            out.sample(&PERIOD, &[], period);
+        }
         out.sample(&DURATION, &[], f.duration);
         out.sample(&BYTES, &[], f.bytes as f64);
         out.sample(&FAILURES, &[], f.failures as f64);

@@ -12,6 +12,7 @@ macro_rules! skip {
 }
 
 mod backup;
+mod backup_schedule;
 mod binary;
 mod config_errors;
 mod daemon;

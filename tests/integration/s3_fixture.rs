@@ -175,18 +175,42 @@ impl Node {
     /// `logs_extra` goes into `[logs]`; `s3_extra` into `[logs.s3]` (endpoint etc. are
     /// filled in from `endpoint` unless given there).
     pub fn start(endpoint: &str, logs_extra: &str, s3_extra: &str) -> Node {
+        Node::start_as(
+            "solo",
+            (free_port(), free_port()),
+            endpoint,
+            logs_extra,
+            s3_extra,
+        )
+    }
+
+    /// As `start`, for node `name` with its (engine, API) ports chosen by the caller, so
+    /// that nodes can name each other as peers in `s3_extra`. With Redis, node `a` is
+    /// the primary.
+    pub fn start_as(
+        name: &str,
+        (engine_port, api_port): (u16, u16),
+        endpoint: &str,
+        logs_extra: &str,
+        s3_extra: &str,
+    ) -> Node {
         let (bin, kind) = engine().expect("an engine");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("ak"), ACCESS_KEY).unwrap();
         std::fs::write(d.join("sk"), SECRET_KEY).unwrap();
-        let (engine_port, api_port) = (free_port(), free_port());
         let debug = match kind {
             // Redis 7 refuses DEBUG unless told; KeyDB 6 allows it and knows no such directive.
             keyfleet::config::EngineKind::Redis => {
                 "[engine.settings]\nenable-debug-command = \"local\"\n"
             }
             keyfleet::config::EngineKind::Keydb => "",
+        };
+        let primary = match kind {
+            keyfleet::config::EngineKind::Redis if s3_extra.contains("[[peers]]") => {
+                "primary = \"a\"\n"
+            }
+            _ => "",
         };
         let s3 = |key: &str, default: String| {
             if s3_extra.contains(&format!("{key} =")) {
@@ -196,8 +220,8 @@ impl Node {
             }
         };
         let config = format!(
-            "node_name = \"solo\"\nstate_dir = \"{d}/state\"\n\
-             [engine]\nkind = \"{k}\"\nport = {engine_port}\ndata_dir = \"{d}\"\nappendonly = false\n{debug}\
+            "node_name = \"{name}\"\nstate_dir = \"{d}/state\"\n\
+             [engine]\nkind = \"{k}\"\nport = {engine_port}\ndata_dir = \"{d}\"\nappendonly = false\n{primary}{debug}\
              [api]\nlisten = \"127.0.0.1:{api_port}\"\n\
              [logs]\ndir = \"{d}/logs\"\nwriter_grace = \"300ms\"\nretry_max_interval = \"2s\"\n{logs_extra}\n\
              [logs.s3]\n{ep}{bucket}access_key_id_file = \"{d}/ak\"\nsecret_access_key_file = \"{d}/sk\"\n{s3_extra}\n",
