@@ -1,4 +1,5 @@
-//! `keyfleet backup create|list|show`: clients of `/api/v1/backups`. `create` asks one
+//! `keyfleet backup create|list|show` (and `restore|history`, in `restore_cli`): clients
+//! of `/api/v1/backups`. `create` asks one
 //! daemon (`--api`, or the first node of a dev fleet) for a backup and waits for it,
 //! with a progress line on a terminal. Exit status: 0 done, 1 the backup failed (or the
 //! wait timed out), 3 no daemon could be asked.
@@ -23,6 +24,11 @@ pub enum BackupCommand {
     List(Options),
     /// One backup: its manifest, or its progress while it runs.
     Show(ShowOptions),
+    /// Load a backup into an engine outside the fleet: an empty one (--to HOST:PORT), or
+    /// a throwaway one started here (--scratch, running until Ctrl-C).
+    Restore(crate::restore_cli::RestoreOptions),
+    /// The restores recorded on the daemon's node: who asked, when, and the outcome.
+    History(Options),
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +66,14 @@ pub fn main(args: BackupArgs) -> u8 {
             BackupCommand::Create(o) => create(&o).await,
             BackupCommand::List(o) => list(&o).await,
             BackupCommand::Show(o) => show(&o).await,
+            BackupCommand::Restore(o) => {
+                let (url, token) = daemon(&o.client)?;
+                crate::restore_cli::restore(&o, &url, token.as_deref()).await
+            }
+            BackupCommand::History(o) => {
+                let (url, token) = daemon(&o.client)?;
+                crate::restore_cli::history(o.client.json, &url, token.as_deref()).await
+            }
         }
     });
     match result {

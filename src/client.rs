@@ -144,10 +144,13 @@ impl ClientArgs {
 }
 
 /// The two methods client commands use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Method {
     Get,
     Post,
+    /// A POST with a JSON body, naming the user who asks (`X-Keyfleet-User`), for
+    /// requests a daemon records (restores).
+    PostJson(Value),
 }
 
 /// One request to one daemon (`base` is its API URL), bounded by `timeout`. A daemon
@@ -165,6 +168,12 @@ pub async fn call(
         match method {
             Method::Get => crate::http_client::get(&url, token).await,
             Method::Post => crate::http_client::post(&url, token).await,
+            Method::PostJson(body) => {
+                let body = serde_json::to_vec(&body).expect("a JSON value serializes");
+                let user = asking_user();
+                let headers = [("x-keyfleet-user", user.as_str())];
+                crate::http_client::post_json(&url, token, body.into(), &headers).await
+            }
         }
     };
     let resp = match tokio::time::timeout(timeout, exchange).await {
@@ -192,6 +201,15 @@ pub async fn call(
         });
     }
     Ok(body)
+}
+
+/// `$USER@host`, as far as this machine says.
+fn asking_user() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{user}@{}", host.trim())
 }
 
 fn api_target(api: &str) -> Target {

@@ -4,7 +4,7 @@
 //! client (URL parsing, IDNA tables, pools, TLS) would be most of the daemon's resident
 //! memory. Callers bound the whole exchange with their own timeout.
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
@@ -45,18 +45,32 @@ pub struct Response {
 
 /// GETs `url` (http://host:port/path), with `Authorization: Bearer` when a token is given.
 pub async fn get(url: &str, bearer: Option<&str>) -> Result<Response, HttpError> {
-    request(hyper::Method::GET, url, bearer).await
+    request(hyper::Method::GET, url, bearer, Bytes::new(), &[]).await
 }
 
 /// POSTs an empty body to `url`, as [`get`] does otherwise.
 pub async fn post(url: &str, bearer: Option<&str>) -> Result<Response, HttpError> {
-    request(hyper::Method::POST, url, bearer).await
+    request(hyper::Method::POST, url, bearer, Bytes::new(), &[]).await
+}
+
+/// POSTs a JSON body to `url`, with extra headers, as [`post`] does otherwise.
+pub async fn post_json(
+    url: &str,
+    bearer: Option<&str>,
+    body: Bytes,
+    headers: &[(&str, &str)],
+) -> Result<Response, HttpError> {
+    let mut all = vec![("content-type", "application/json")];
+    all.extend_from_slice(headers);
+    request(hyper::Method::POST, url, bearer, body, &all).await
 }
 
 async fn request(
     method: hyper::Method,
     url: &str,
     bearer: Option<&str>,
+    body: Bytes,
+    headers: &[(&str, &str)],
 ) -> Result<Response, HttpError> {
     let rest = url
         .strip_prefix("http://")
@@ -90,8 +104,11 @@ async fn request(
     if let Some(token) = bearer {
         req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
     }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
     let req = req
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(body))
         .map_err(|_| HttpError::BadUrl(url.into()))?;
     let resp = sender
         .send_request(req)

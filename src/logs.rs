@@ -77,7 +77,7 @@ async fn ask_all(
     for base in &target.urls {
         out.push((
             base.clone(),
-            call(method, base, path, token.as_deref(), timeout).await,
+            call(method.clone(), base, path, token.as_deref(), timeout).await,
         ));
     }
     if out

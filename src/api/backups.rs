@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::sync::Arc;
 
-fn configured(state: &State) -> Result<&Arc<Backups>, ApiError> {
+pub(super) fn configured(state: &State) -> Result<&Arc<Backups>, ApiError> {
     state.backups.as_ref().ok_or_else(|| ApiError {
         status: StatusCode::CONFLICT,
         code: "backups_not_configured",
@@ -20,9 +20,12 @@ fn configured(state: &State) -> Result<&Arc<Backups>, ApiError> {
 
 /// A backup error as an answer: the store's and the engine's troubles are a bad
 /// gateway, a backup already running a conflict, the rest the daemon's own.
-fn answer(e: BackupError) -> ApiError {
+pub(super) fn answer(e: BackupError) -> ApiError {
     let status = match e.code {
-        "backup_in_progress" => StatusCode::CONFLICT,
+        "backup_in_progress" | "restore_in_progress" => StatusCode::CONFLICT,
+        "backup_not_found" => StatusCode::NOT_FOUND,
+        "restore_target_invalid" => StatusCode::BAD_REQUEST,
+        c if c.starts_with("restore_target_") => StatusCode::CONFLICT,
         c if c.starts_with("s3_") || c.starts_with("engine_") => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -31,6 +34,17 @@ fn answer(e: BackupError) -> ApiError {
         code: e.code,
         message: e.message,
     }
+}
+
+pub(super) fn valid_id_or_400(id: &str) -> Result<(), ApiError> {
+    if manifest::valid_id(id) {
+        return Ok(());
+    }
+    Err(ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "backup_id_invalid",
+        message: format!("`{id}` is not a backup id (yyyymmddThhmmssZ-NODE)"),
+    })
 }
 
 pub async fn list(Ax(state): Ax<Arc<State>>) -> Result<Response, ApiError> {
@@ -47,13 +61,7 @@ pub async fn create(Ax(state): Ax<Arc<State>>) -> Result<Response, ApiError> {
 
 pub async fn show(Ax(state): Ax<Arc<State>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let backups = configured(&state)?;
-    if !manifest::valid_id(&id) {
-        return Err(ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "backup_id_invalid",
-            message: format!("`{id}` is not a backup id (yyyymmddThhmmssZ-NODE)"),
-        });
-    }
+    valid_id_or_400(&id)?;
     let progress = backups.current().filter(|p| p.id == id);
     if let Some(p) = progress.as_ref().filter(|p| p.state != "complete") {
         return Ok(Json(json!({"id": id, "state": p.state, "progress": p})).into_response());

@@ -6,6 +6,7 @@
 mod access_log;
 mod backups;
 mod logs;
+mod restores;
 
 use crate::daemon::State;
 use crate::fleet;
@@ -56,6 +57,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/logs/flush", post(logs::flush))
         .route("/api/v1/backups", get(backups::list).post(backups::create))
         .route("/api/v1/backups/{id}", get(backups::show))
+        .route("/api/v1/backups/{id}/restore", post(restores::start))
+        .route("/api/v1/restores", get(restores::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router = Router::new()
         .route("/healthz", get(healthz))

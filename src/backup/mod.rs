@@ -8,6 +8,7 @@
 
 mod catalog;
 pub mod manifest;
+pub mod restore;
 pub mod retention;
 pub mod scheduled;
 mod snapshot;
@@ -84,6 +85,7 @@ pub struct Backups {
     /// The backup running or last run on this node since the daemon started.
     current: Mutex<Option<Progress>>,
     running: Arc<tokio::sync::Mutex<()>>,
+    restores: restore::Restores,
 }
 
 impl Backups {
@@ -117,6 +119,7 @@ impl Backups {
             metrics,
             current: Mutex::new(None),
             running: Arc::new(tokio::sync::Mutex::new(())),
+            restores: restore::Restores::new(&config.state_dir),
         }))
     }
 

@@ -7,7 +7,7 @@
 mod lock;
 mod ready;
 mod s3;
-mod supervise;
+pub(crate) mod supervise;
 
 use crate::config::EngineKind;
 use std::fmt::Write as _;

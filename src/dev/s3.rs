@@ -7,7 +7,6 @@ use super::on_path;
 use super::supervise::{Supervised, spawn};
 use crate::config::{S3Config, S3Keys};
 use crate::s3::ErrorKind;
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,8 +57,8 @@ pub fn setup(
                 return Ok(None);
             };
             let keys = S3Keys {
-                access_key_id: format!("KFDEV{}", random_hex(8)?.to_uppercase()),
-                secret_access_key: random_hex(20)?,
+                access_key_id: format!("KFDEV{}", crate::s3::random_hex(8)?.to_uppercase()),
+                secret_access_key: crate::s3::random_hex(20)?,
             };
             let data = s3_dir.join("data");
             std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -164,12 +163,4 @@ fn write_secret(path: &Path, value: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(value.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-fn random_hex(bytes: usize) -> Result<String, String> {
-    let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
-    Ok(crate::s3::hex(&buf))
 }

@@ -66,6 +66,16 @@ pub fn get_with(url: &str, token: Option<&str>) -> Option<(u16, Value)> {
 }
 
 pub fn request(method: &str, url: &str, token: Option<&str>) -> Option<(u16, Value)> {
+    request_with_body(method, url, token, "")
+}
+
+/// As `request`, with a body (sent as JSON when not empty).
+pub fn request_with_body(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Option<(u16, Value)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -76,9 +86,17 @@ pub fn request(method: &str, url: &str, token: Option<&str>) -> Option<(u16, Val
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+    };
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\n{auth}\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {hostport}\r\n{auth}{content}\r\n{body}"
     )
     .ok()?;
     let mut buf = String::new();
@@ -224,10 +242,13 @@ impl Drop for DevFleet {
     }
 }
 
-/// A throwaway engine: the one `dev` would use, with no persistence; stopped on drop.
+/// A throwaway engine: the one `dev` would use, with no persistence, its directory a
+/// temporary one (a replica writes the RDB it receives there, save "" or not); stopped
+/// on drop.
 pub struct Engine {
     child: Child,
     pub port: u16,
+    _dir: tempfile::TempDir,
 }
 
 impl Engine {
@@ -236,16 +257,8 @@ impl Engine {
     }
 
     pub fn start_on(port: u16) -> Option<Engine> {
-        Engine::spawn(port, None)
-    }
-
-    /// One that loads the `dump.rdb` in `dir` (a backup to compare).
-    pub fn start_in(dir: &std::path::Path) -> Option<Engine> {
-        Engine::spawn(free_port(), Some(dir))
-    }
-
-    fn spawn(port: u16, dir: Option<&std::path::Path>) -> Option<Engine> {
         let (bin, _) = engine()?;
+        let dir = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(bin);
         cmd.args([
             "--port",
@@ -257,13 +270,15 @@ impl Engine {
             "--appendonly",
             "no",
         ]);
-        if let Some(dir) = dir {
-            cmd.arg("--dir").arg(dir);
-        }
+        cmd.arg("--dir").arg(dir.path());
         let child = cmd.stdout(Stdio::null()).spawn().unwrap();
         let up = eventually(Duration::from_secs(20), || ping(port));
         assert!(up.is_some(), "engine did not start on {port}");
-        Some(Engine { child, port })
+        Some(Engine {
+            child,
+            port,
+            _dir: dir,
+        })
     }
 }
 

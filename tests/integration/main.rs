@@ -22,4 +22,5 @@ mod logship;
 mod logship_failures;
 mod net_fixture;
 mod render;
+mod restore;
 mod s3_fixture;
