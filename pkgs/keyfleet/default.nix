@@ -40,10 +40,11 @@ rustPlatform.buildRustPackage {
   # fail here rather than ship a binary that needs a loader. tests/integration/binary.rs
   # checks DT_RELR only for glibc (target_env = "gnu").
   postInstall = lib.optionalString stdenv.hostPlatform.isStatic ''
-    if $READELF -lW $out/bin/keyfleet | grep -q 'program interpreter' \
-      || $READELF -dW $out/bin/keyfleet | grep -q '(NEEDED)'; then
+    # Captured first: under pipefail, `readelf | grep -q` can lose readelf's status.
+    headers=$($READELF -lW -dW $out/bin/keyfleet)
+    if grep -qE 'program interpreter|\(NEEDED\)' <<<"$headers"; then
       echo "keyfleet: $out/bin/keyfleet is not statically linked" >&2
-      $READELF -lW -dW $out/bin/keyfleet >&2
+      echo "$headers" >&2
       exit 1
     fi
   '';
