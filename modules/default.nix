@@ -8,5 +8,6 @@
     ./firewall.nix
     ./monitoring.nix
     ./logs.nix
+    ./backups.nix
   ];
 }

@@ -346,7 +346,7 @@ in
         RuntimeDirectory = "keydb";
         RuntimeDirectoryMode = "0750";
         StateDirectory = "keydb";
-        StateDirectoryMode = "0700";
+        StateDirectoryMode = lib.mkDefault "0700";
         # modules/logs.nix makes it 0027: the daemon reads the engine's log through the group.
         UMask = lib.mkDefault "0077";
         LimitNOFILE = 10032;

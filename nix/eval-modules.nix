@@ -8,8 +8,9 @@
 # option set that was never declared, a wrong type, an assertion that fails on the
 # example hosts or holds on a bad configuration, a refused value that is accepted; and
 # it returns each host's and VM test node's daemon settings, engine config, units and
-# secrets script, and the daemon's TOML of each bad log setting (which `keyfleet render`
-# must refuse too), for scripts/check-nix.sh to compare and run.
+# secrets script, the same of node1 with backups configured, and the daemon's TOML of
+# each bad log and backup setting (which `keyfleet render` must refuse too), for
+# scripts/check-nix.sh to compare and run.
 #
 #   nix-instantiate --eval --strict --json nix/eval-modules.nix --argstr nixpkgsLib DIR \
 #     -A checks
@@ -213,7 +214,8 @@ let
     ];
     redisWithoutPrimary = node1With [ { services.keyfleet.engine.kind = "redis"; } ];
   }
-  // lib.mapAttrs' (name: extra: lib.nameValuePair "logs/${name}" (node1With extra)) badLogs;
+  // lib.mapAttrs' (name: extra: lib.nameValuePair "logs/${name}" (node1With extra)) badLogs
+  // lib.mapAttrs' (name: extra: lib.nameValuePair "backups/${name}" (node1With extra)) badBackups;
 
   # Bad log shipping settings (hosts/common.nix enables it on every example host). The
   # daemon's TOML of each is returned too: `keyfleet render` must refuse it as well.
@@ -230,6 +232,68 @@ let
     }
     // {
       engineLogfile = [ { services.keyfleet.engine.settings.logfile = "/tmp/keydb.log"; } ];
+    };
+
+  # A store of backups' own (the example hosts ship logs, so without it backups share the
+  # log store).
+  backupsStore = {
+    endpoint = "https://s3.eu-central-1.amazonaws.com";
+    region = "eu-central-1";
+    bucket = "example-keyfleet-backups";
+    prefix = "fleet-a";
+    pathStyle = false;
+    accessKeyIdFile = "/run/secrets/keyfleet/backups-s3-access-key-id";
+    secretAccessKeyFile = "/run/secrets/keyfleet/backups-s3-secret-access-key";
+  };
+  withBackups = settings: [
+    {
+      services.keyfleet.backups = {
+        enable = true;
+      }
+      // settings;
+    }
+  ];
+
+  # Good backup settings on node1: each must raise no assertion, and `keyfleet render`
+  # must take its TOML.
+  goodBackups = {
+    sharedStore = withBackups { };
+    everything = withBackups {
+      fleet = "fleet-a.prod_1";
+      compression = "none";
+      bgsaveTimeout = "2h";
+      schedule = "daily 02:30 Asia/Kolkata";
+      keepLast = 14;
+      keepWithin = "30d";
+      s3 = backupsStore;
+    };
+    ownStoreWithoutLogs =
+      withBackups {
+        schedule = "every 6h";
+        s3 = backupsStore;
+      }
+      ++ [ { services.keyfleet.logs.enable = lib.mkForce false; } ];
+  };
+
+  # Bad backup settings, each of which must fail with its own assertion. The daemon's
+  # TOML of each is returned too: `keyfleet render` must refuse it as well.
+  badBackups =
+    lib.mapAttrs (_: withBackups) {
+      fleetName.fleet = "fleet/a";
+      zeroBgsaveTimeout.bgsaveTimeout = "0s";
+      keepLastZero.keepLast = 0;
+      shortKeepWithin.keepWithin = "10m";
+      scheduleWord.schedule = "hourly";
+      shortPeriod.schedule = "every 5s";
+      timeOfDay.schedule = "daily 24:30 Asia/Kolkata";
+      bucketName.s3 = backupsStore // {
+        bucket = "Example_Backups";
+      };
+    }
+    // {
+      sharedStoreWithoutLogs = withBackups { } ++ [
+        { services.keyfleet.logs.enable = lib.mkForce false; }
+      ];
     };
 
   # Values refused by a type or a read-only option, at evaluation: each must fail on its
@@ -256,6 +320,16 @@ let
     logsBadSize =
       (node1Config [ { services.keyfleet.logs.rotate.maxSize = "64 parsecs"; } ])
       .services.keyfleet.logs.rotate.maxSize;
+    backupsStorePathKey =
+      (node1Config (withBackups {
+        s3 = backupsStore // {
+          accessKeyIdFile = "/nix/store/00000000000000000000000000000000-key";
+        };
+      })).services.keyfleet.backups.s3.accessKeyIdFile;
+    backupsBadDuration =
+      (node1Config (withBackups {
+        keepWithin = "2 weeks";
+      })).services.keyfleet.backups.keepWithin;
     logsBadDuration =
       (node1Config [ { services.keyfleet.logs.rotate.maxAge = "2d"; } ])
       .services.keyfleet.logs.rotate.maxAge;
@@ -296,6 +370,17 @@ in
     };
     inherit vmTests bad;
     badLogsSettings = lib.mapAttrs (_: extra: (node1Config extra).services.keyfleet.settings) badLogs;
+    backups = lib.mapAttrs (_: extra: summary (node1Config extra)) goodBackups;
+    badBackupsSettings = lib.mapAttrs (
+      _: extra: (node1Config extra).services.keyfleet.settings
+    ) badBackups;
+    # What backups change in the engine's unit (the data directory's mode, the UMask)
+    # does not depend on how they are made: changing a backup setting never restarts
+    # the engine.
+    engineUnitWithBackups = lib.mapAttrs (_: extra: (node1Config extra).systemd.services.keydb) ({
+      inherit (goodBackups) sharedStore everything;
+      otherSchedule = withBackups { schedule = "every 1h"; };
+    });
     # The same host without log shipping: no [logs] table, no credentials, no log
     # directory, the engine logging to stdout.
     logsOff = summary (node1Config [ { services.keyfleet.logs.enable = lib.mkForce false; } ]);

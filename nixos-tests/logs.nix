@@ -4,6 +4,12 @@
 # `keyfleet logs flush` fails (exit 1, "shipped": false); with garage started again,
 # they arrive.
 #
+# Backups share the log store (services.keyfleet.backups.s3 is null): `keyfleet backup
+# create` puts a zstd snapshot and its manifest under PREFIX/backups/FLEET/, reading the
+# engine's RDB file through the keydb group, and `keyfleet backup restore ID --to
+# 127.0.0.1:PORT` loads it into an empty keydb-server started in the VM on a spare port
+# (no persistence, outside the mesh), which then has the same keys.
+#
 # garage makes the S3 key at run time (`garage key create`); the test script copies it
 # to node1 as two files in /run/keyfleet-test (a tmpfs, never the store), and starts the
 # daemon only then, as sops-nix would have decrypted them before boot.
@@ -14,6 +20,9 @@ let
   prefix = "fleet-a";
   region = "garage";
   keyDir = "/run/keyfleet-test";
+  fleet = "vm-fleet";
+  # The empty engine a backup is restored into: not node1's own (6379), no persistence.
+  restorePort = 6390;
 in
 {
   name = "keyfleet-logs";
@@ -80,6 +89,16 @@ in
           };
           # Not an option of its own: whatever the typed options leave out goes here.
           settings.logs.retry_max_interval = "5s";
+          # In the log store. A schedule (whose time zone the daemon must find in the
+          # host's tz database through its sandbox to start at all) and retention that
+          # keeps every backup this test makes.
+          backups = {
+            enable = true;
+            inherit fleet;
+            schedule = "daily 03:00 Asia/Kolkata";
+            keepLast = 5;
+            keepWithin = "30d";
+          };
         };
         # Started by the test script once the key is in keyDir.
         systemd.services.keyfleet.wantedBy = lib.mkForce [ ];
@@ -87,6 +106,7 @@ in
   };
 
   testScript = ''
+    import json
     import re
 
     admin = "keydb-cli --no-auth-warning --user admin --pass admin-secret -h 127.0.0.1"
@@ -132,6 +152,13 @@ in
         files = " ".join(objects)
         s3.succeed(f"cd /tmp/fetched && zstd -tq {files}")
         return s3.succeed(f"cd /tmp/fetched && zstdcat {files}")
+
+
+    def keyspace(cli):
+        """Keys per database ({"db0": n, ...}) as INFO keyspace lists them: the empty
+        ones are left out, as in a backup's manifest."""
+        info = node1.succeed(f"{cli} info keyspace")
+        return {f"db{db}": int(n) for db, n in re.findall(r"^db(\d+):keys=(\d+)", info, re.M)}
 
 
     start_all()
@@ -197,5 +224,82 @@ in
         assert "marker-engine-2" in fetched("engine")
         assert "marker-access-2" in fetched("access")
         node1.succeed(f"test \"$({metric('keyfleet_logship_dropped_bytes_total')})\" = 0")
+
+    with subtest("backups: the engine's data directory is open to its group only"):
+        node1.succeed("test \"$(stat -c %a:%U:%G /var/lib/keydb)\" = 750:keydb:keydb")
+        node1.succeed(f"test \"$({metric('keyfleet_backup_schedule_period_seconds')})\" = 86400")
+
+    with subtest("backups: an on-demand backup lands in the bucket, snapshot and manifest"):
+        node1.succeed(f"{admin} debug populate 1000 backup-key 32 | grep -qx OK")
+        node1.succeed(f"{admin} -n 3 set key-in-db3 value | grep -qx OK")
+        keys = keyspace(admin)
+        assert keys == {"db0": 1000, "db3": 1}, keys
+        created = json.loads(node1.succeed("keyfleet backup create --json --wait 10m"))
+        assert created["state"] == "complete", created
+        manifest = created["manifest"]
+        backup_id = manifest["id"]
+        assert re.fullmatch(r"\d{8}T\d{6}Z-node1", backup_id), backup_id
+        assert manifest["fleet"] == "${fleet}" and manifest["node"] == "node1", manifest
+        assert manifest["keys"] == keys, f"{manifest['keys']} != {keys}"
+        base = f"${prefix}/backups/${fleet}/{backup_id}"
+        assert manifest["object"] == f"{base}.rdb.zst", manifest
+
+        # The RDB file the daemon read: 0640, group keydb, closed to the world.
+        node1.succeed("test \"$(stat -c %a:%U:%G /var/lib/keydb/dump.rdb)\" = 640:keydb:keydb")
+        node1.fail("runuser -u nobody -- cat /var/lib/keydb/dump.rdb")
+        node1.succeed("test -f /var/lib/keyfleet/backup.json")
+        node1.succeed(f"test \"$({metric('keyfleet_backup_last_success_timestamp_seconds')})\" != 0")
+
+        s3.succeed(
+            "rm -rf /tmp/fetched && mkdir /tmp/fetched"
+            " && mc mirror --quiet garage/${bucket} /tmp/fetched"
+        )
+        objects = s3.succeed("cd /tmp/fetched && find ${prefix}/backups -type f | sort").split()
+        assert f"{base}.rdb.zst" in objects and f"{base}.json" in objects, objects
+        s3.succeed(f"cd /tmp/fetched && zstd -tq {base}.rdb.zst")
+        # The stored object is the manifest's: its size and SHA-256, and the RDB inside.
+        s3.succeed(f"test \"$(stat -c %s /tmp/fetched/{base}.rdb.zst)\" = {manifest['stored_bytes']}")
+        s3.succeed(
+            f"test \"$(sha256sum < /tmp/fetched/{base}.rdb.zst | cut -d' ' -f1)\""
+            f" = {manifest['stored_sha256']}"
+        )
+        s3.succeed(
+            f"test \"$(zstdcat /tmp/fetched/{base}.rdb.zst | sha256sum | cut -d' ' -f1)\""
+            f" = {manifest['rdb_sha256']}"
+        )
+        stored = json.loads(s3.succeed(f"cat /tmp/fetched/{base}.json"))
+        assert stored == manifest, f"{stored} != {manifest}"
+        listed = json.loads(node1.succeed("keyfleet backup list --json"))
+        assert backup_id in [b["id"] for b in listed["backups"]], listed
+
+    with subtest("backups: restored into an empty engine outside the mesh, the same keys"):
+        target = "keydb-cli -h 127.0.0.1 -p ${toString restorePort}"
+        node1.succeed(
+            "install -d -m 0700 /tmp/restore-target"
+            " && printf '%s\\n' 'port ${toString restorePort}' 'bind 127.0.0.1'"
+            " 'save \"\"' 'appendonly no' 'dir /tmp/restore-target'"
+            " > /tmp/restore-target/engine.conf"
+            " && systemd-run --unit=restore-target"
+            " \"$(command -v keydb-server)\" /tmp/restore-target/engine.conf"
+        )
+        node1.wait_for_open_port(${toString restorePort}, "127.0.0.1", timeout=60)
+        assert keyspace(target) == {}, "the restore target is not empty"
+        record = json.loads(
+            node1.succeed(
+                f"keyfleet backup restore {backup_id} --to 127.0.0.1:${toString restorePort}"
+                " --json --wait 10m"
+            )
+        )
+        assert record["outcome"] == "complete", record
+        assert record["keys"] == keys and record["backup_keys"] == keys, record
+        assert keyspace(target) == keys, f"{keyspace(target)} != {keys}"
+        # A master again, replicating from nobody, and node1's own data untouched.
+        node1.succeed(f"{target} info replication | grep -q '^role:master'")
+        assert keyspace(admin) == keys
+        node1.succeed("test -f /var/lib/keyfleet/restores.json")
+        history = json.loads(node1.succeed("keyfleet backup history --json"))
+        assert [r["outcome"] for r in history["restores"] if r["backup"] == backup_id] == [
+            "complete"
+        ], history
   '';
 }

@@ -9,9 +9,11 @@
 # nixpkgs.overlays) fails, each host's daemon TOML equals examples/hosts/<host>.toml,
 # the engine config rendered in Nix equals `keyfleet render keydb-conf` of the same TOML
 # for every host and VM test node (with log shipping on and off), log shipping writes its
-# [logs] table, credentials and log directory (and nothing without it), each bad log
-# setting is refused by the module and by `keyfleet render` alike, the firewall rules
-# follow the backend, and the engine's command line ignores daemon-only changes.
+# [logs] table, credentials and log directory (and nothing without it), backups write
+# their [backups] table and credentials and open the engine's data directory to its
+# group (and nothing without them), each bad log or backup setting is refused by the
+# module and by `keyfleet render` alike, the firewall rules follow the backend, the
+# engine's command line ignores daemon-only changes, and its unit ignores backup settings.
 #
 # The Rust renderer is built with cargo, or taken from KEYFLEET_BIN when that names a
 # keyfleet binary already built.
@@ -91,7 +93,9 @@ else
     "setsOverlays:nixpkgs.overlays is set to read-only" \
     "logsStorePathKey:not of type \`absolute path not in the Nix store'" \
     "logsBadSize:not of type \`unsigned integer, meaning >=0, or size (" \
-    "logsBadDuration:not of type \`unsigned integer, meaning >=0, or duration ("; do
+    "logsBadDuration:not of type \`unsigned integer, meaning >=0, or duration (" \
+    "backupsStorePathKey:not of type \`absolute path not in the Nix store'" \
+    "backupsBadDuration:not of type \`null or unsigned integer, meaning >=0, or duration ("; do
     name=${case%%:*}
     expected=${case#*:}
     if evaluate -A "refused.$name" > /dev/null 2> "$work/err"; then

@@ -105,12 +105,14 @@ def check_logs(label, node):
     if "logs" not in settings:
         if logs_creds or "logfile \"\"\n" not in node["engineConf"]:
             wrong.append(f"credentials {logs_creds} or a logfile without [logs]")
-        if engine.get("LogsDirectory") or engine.get("UMask") != "0077" or daemon.get("ReadWritePaths"):
+        # Backups open the data directory to the group with the same UMask.
+        umask = "0027" if "backups" in settings else "0077"
+        if engine.get("LogsDirectory") or engine.get("UMask") != umask or daemon.get("ReadWritePaths"):
             wrong.append(f"engine LogsDirectory/UMask {engine.get('LogsDirectory')!r} {engine.get('UMask')!r}, daemon ReadWritePaths {daemon.get('ReadWritePaths')!r}")
         if wrong:
             problems.append(f"{label} (logs off): {'; '.join(wrong)}")
         else:
-            print(f"{label}: logs off: no [logs] table, no S3 credentials, engine logs to stdout")
+            print(f"{label}: logs off: no [logs] table, no log store credentials, engine logs to stdout")
         return
     logs = settings["logs"]
     if not (
@@ -144,10 +146,73 @@ def check_logs(label, node):
         )
 
 
+DATA_DIR = "/var/lib/keydb"
+BACKUPS_KEYS = {"fleet", "compression", "bgsave_timeout"}
+OPTIONAL_BACKUPS_KEYS = {"schedule", "keep_last", "keep_within", "s3"}
+# [backups.s3] has [logs.s3]'s keys; backups upload in parts of their own size.
+BACKUPS_S3_KEYS = S3_KEYS - {"part_size"}
+OPTIONAL_BACKUPS_S3_KEYS = {"part_size", "timeout"}
+BACKUPS_CREDENTIALS = {
+    "access_key_id_file": "backups-s3-access-key-id",
+    "secret_access_key_file": "backups-s3-secret-access-key",
+}
+
+
+def check_backups(label, node):
+    """With backups: the [backups] table, the store's credentials named relative in the
+    TOML and handed over by LoadCredential= (or the log store's, shared), and the engine's
+    data directory (engine.data_dir) 0750 with the engine's UMask 0027, so the daemon
+    reads the RDB file through the group. Without: none of it."""
+    settings = node["settings"]
+    daemon = node["keyfleetService"]["serviceConfig"]
+    engine = node["keydbService"]["serviceConfig"]
+    creds = daemon.get("LoadCredential", [])
+    backups_creds = [c for c in creds if c.startswith("backups-s3-")]
+    data_dir_rules = [r for r in node["tmpfiles"] if r.split()[1:2] == [DATA_DIR]]
+    wrong = []
+    if settings["engine"].get("data_dir") != DATA_DIR or engine.get("StateDirectory") != "keydb":
+        wrong.append(f"engine.data_dir {settings['engine'].get('data_dir')!r}, StateDirectory {engine.get('StateDirectory')!r}")
+    if "backups" not in settings:
+        if backups_creds or data_dir_rules or engine.get("StateDirectoryMode") != "0700":
+            wrong.append(f"credentials {backups_creds}, tmpfiles {data_dir_rules}, StateDirectoryMode {engine.get('StateDirectoryMode')!r}")
+        if wrong:
+            problems.append(f"{label} (backups off): {'; '.join(wrong)}")
+        else:
+            print(f"{label}: backups off: no [backups] table, no backup credentials, {DATA_DIR} 0700")
+        return
+    backups = settings["backups"]
+    if not BACKUPS_KEYS <= set(backups) <= BACKUPS_KEYS | OPTIONAL_BACKUPS_KEYS:
+        wrong.append(f"[backups] keys {sorted(backups)}")
+    if "s3" in backups:
+        s3 = backups["s3"]
+        if not BACKUPS_S3_KEYS <= set(s3) <= BACKUPS_S3_KEYS | OPTIONAL_BACKUPS_S3_KEYS:
+            wrong.append(f"[backups.s3] keys {sorted(s3)}")
+        for key, credential in BACKUPS_CREDENTIALS.items():
+            if s3.get(key) != credential:
+                wrong.append(f"backups.s3.{key} = {s3.get(key)!r}, not the credential name {credential!r}")
+            sources = [c.split(":", 1)[1] for c in creds if c.startswith(credential + ":")]
+            if len(sources) != 1 or not sources[0].startswith("/") or sources[0].startswith("/nix/store"):
+                wrong.append(f"LoadCredential for {credential}: {sources}")
+        store = f"its own store, both S3 key files by LoadCredential= as {sorted(BACKUPS_CREDENTIALS.values())}"
+    else:
+        if "logs" not in settings or backups_creds:
+            wrong.append(f"no [backups.s3] and no [logs] to share, or credentials {backups_creds} for no store")
+        store = "the log store, with its credentials"
+    if data_dir_rules != [f"d {DATA_DIR} 0750 keydb keydb - -"]:
+        wrong.append(f"tmpfiles for {DATA_DIR}: {data_dir_rules}")
+    if (engine.get("StateDirectoryMode"), engine.get("UMask")) != ("0750", "0027"):
+        wrong.append(f"engine StateDirectoryMode/UMask {engine.get('StateDirectoryMode')!r} {engine.get('UMask')!r}")
+    if wrong:
+        problems.append(f"{label} (backups on): {'; '.join(wrong)}")
+    else:
+        print(f"{label}: backups on: [backups] to {store}; {DATA_DIR} 0750 keydb, engine UMask 0027")
+
+
 def check_node(label, node):
     same_engine_config(label, node)
     check_daemon_unit(label, node)
     check_logs(label, node)
+    check_backups(label, node)
 
 
 for name, host in sorted(checks["hosts"].items()):
@@ -167,6 +232,16 @@ for name, host in sorted(checks["hosts"].items()):
 
 check_node("host node1 without logs", checks["logsOff"])
 
+for case, node in sorted(checks["backups"].items()):
+    if node["failedAssertions"]:
+        problems.append(f"host node1 with backups ({case}): assertions failed: {node['failedAssertions']}")
+    check_node(f"host node1 with backups ({case})", node)
+units = checks["engineUnitWithBackups"]
+if any(unit != units["sharedStore"] for unit in units.values()):
+    problems.append(f"the engine's unit depends on backup settings: {sorted(units)}")
+else:
+    print(f"engine unit: the same whatever the backup settings ({', '.join(sorted(units))})")
+
 for test, nodes in sorted(checks["vmTests"].items()):
     for name, node in sorted(nodes.items()):
         if node["failedAssertions"]:
@@ -175,6 +250,8 @@ for test, nodes in sorted(checks["vmTests"].items()):
             check_node(f"VM test {test} node {name}", node)
 if "logs" not in checks["vmTests"]["logs"]["node1"]["settings"]:
     problems.append("VM test logs node1 does not ship logs")
+if "backups" not in checks["vmTests"]["logs"]["node1"]["settings"]:
+    problems.append("VM test logs node1 does not back up")
 
 for case, messages in sorted(checks["bad"].items()):
     if len(messages) != 1:
@@ -212,6 +289,36 @@ for case, settings in sorted(checks["badLogsSettings"].items()):
         )
     else:
         print(f"bad log setting {case}: keyfleet render refuses it too ({out.stderr.strip()})")
+
+# Each bad backup setting the module refuses, `keyfleet render` refuses too: naming the
+# key, or, for a schedule (a parse error of the TOML), saying what is wrong with it.
+rust_says = {
+    "fleetName": "`backups.fleet`",
+    "zeroBgsaveTimeout": "`backups.bgsave_timeout`",
+    "keepLastZero": "`backups.keep_last`",
+    "shortKeepWithin": "`backups.keep_within`",
+    "scheduleWord": 'expected "every 6h"',
+    "shortPeriod": "the period must be at least 10s",
+    "timeOfDay": "is not a time of day HH:MM",
+    "bucketName": "`backups.s3.bucket`",
+    "sharedStoreWithoutLogs": "`backups.s3`",
+}
+for case, settings in sorted(checks["badBackupsSettings"].items()):
+    if case not in rust_says:
+        problems.append(f"bad backup setting {case}: nothing expected from keyfleet render (add it to rust_says)")
+        continue
+    out = subprocess.run(
+        [os.environ["KEYFLEET"], "render", "keydb-conf", "--config", write_toml(settings)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 2 or rust_says[case] not in out.stderr:
+        problems.append(
+            f"bad backup setting {case}: keyfleet render should exit 2 saying {rust_says[case]},"
+            f" got {out.returncode}: {out.stderr.strip()}"
+        )
+    else:
+        print(f"bad backup setting {case}: keyfleet render refuses it too ({' '.join(out.stderr.split())})")
 
 fw = checks["firewall"]
 if not (fw["iptables"]["extraCommands"] and not fw["iptables"]["extraInputRules"]):

@@ -2,11 +2,12 @@
 //! is the engine's own RDB, byte for byte, and an engine it is restored into holds every
 //! key and value; a store that is down gives its error code and the failure metric.
 
-use crate::fixture::{Engine, keyfleet};
+use crate::fixture::{Engine, eventually, get, keyfleet};
 use crate::s3_fixture::{Node, S3Server};
 use keyfleet::s3::hex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 pub const BACKUPS: &str = "\n[backups]\nfleet = \"itest\"\n";
 
@@ -200,4 +201,80 @@ fn a_store_that_is_down_fails_the_backup_with_its_code_and_counts_it() {
     // And the next backup completes.
     let (code, v, err) = backup(&node, &["create"]);
     assert_eq!((code, &v["state"]), (0, &Value::from("complete")), "{err}");
+}
+
+#[test]
+fn a_daemon_killed_mid_upload_leaves_no_backup_and_no_open_upload() {
+    let Some(s3) = S3Server::start("backup killed mid-upload") else {
+        return;
+    };
+    // The store behind a relay passing 4 MiB/s: a 24 MiB RDB of random bytes (which zstd
+    // cannot shrink) takes six seconds to go up in four parts.
+    let relay = crate::net_fixture::Relay::start(s3.port, 4 << 20);
+    let mut node = Node::start(&format!("http://127.0.0.1:{}", relay.port), "", BACKUPS);
+    let mut c = conn(node.engine_port);
+    let mut random = std::fs::File::open("/dev/urandom").unwrap();
+    for chunk in 0..24 {
+        let mut pipe = redis::pipe();
+        for i in 0..64 {
+            let mut value = vec![0u8; 16 << 10];
+            std::io::Read::read_exact(&mut random, &mut value).unwrap();
+            pipe.cmd("SET")
+                .arg(format!("k{chunk}:{i}"))
+                .arg(value)
+                .ignore();
+        }
+        let _: () = pipe.query(&mut c).unwrap();
+    }
+    let (code, started) =
+        crate::fixture::request("POST", &format!("{}/api/v1/backups", node.api), None).unwrap();
+    assert_eq!(code, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    let mid = eventually(Duration::from_secs(30), || {
+        let (_, v) = get(&format!("{}/api/v1/backups/{id}", node.api))?;
+        (v["progress"]["uploaded_bytes"].as_u64().unwrap_or(0) >= 6 << 20).then_some(v)
+    });
+    assert!(mid.is_some(), "the upload got under way");
+    node.kill_daemon();
+    assert_eq!(
+        s3.open_uploads().len(),
+        1,
+        "the killed daemon left its upload open"
+    );
+    assert!(
+        s3.objects("backups/").is_empty(),
+        "no manifest, no object: {:?}",
+        s3.objects("backups/")
+            .iter()
+            .map(|o| &o.0)
+            .collect::<Vec<_>>()
+    );
+
+    // Restarted: the journaled upload is aborted, and the next backup completes.
+    relay.set_rate(u64::MAX);
+    node.start_daemon();
+    let aborted = eventually(Duration::from_secs(20), || {
+        s3.open_uploads().is_empty().then_some(())
+    });
+    assert!(
+        aborted.is_some(),
+        "the interrupted upload is aborted: {:?}",
+        s3.open_uploads()
+    );
+    let (code, v, err) = backup(&node, &["create"]);
+    assert_eq!((code, &v["state"]), (0, &Value::from("complete")), "{err}");
+    let (_, list, _) = backup(&node, &["list"]);
+    let ids: Vec<&str> = list["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [v["manifest"]["id"].as_str().unwrap()],
+        "only the complete one is listed"
+    );
+    assert_ne!(ids[0], id);
+    assert_eq!(s3.objects("backups/").len(), 2);
 }

@@ -51,7 +51,28 @@ fn refusals_change_nothing() {
         .arg("1")
         .query(&mut conn(busy.port))
         .unwrap();
+    // An empty engine whose user may read INFO but not run CONFIG.
+    let locked = Engine::start().unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "reader",
+            "on",
+            ">reader-pw-never-shown",
+            "+info",
+            "+ping",
+        ])
+        .query(&mut conn(locked.port))
+        .unwrap();
     let cases = [
+        (
+            format!(
+                r#"{{"mode":"to","target":"127.0.0.1:{}","user":"reader","password":"reader-pw-never-shown"}}"#,
+                locked.port
+            ),
+            409,
+            "restore_target_no_permission",
+        ),
         (
             format!(r#"{{"mode":"to","target":"127.0.0.1:{}"}}"#, busy.port),
             409,

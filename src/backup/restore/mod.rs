@@ -120,6 +120,7 @@ impl Backups {
             command_timeout: Duration::from_secs(10),
         });
         check_target(&target, &manifest, &req.target).await?;
+        let old_auth = masterauth(&target, &req.target).await?;
         let record = Record {
             backup: req.backup.clone(),
             mode: "to".into(),
@@ -137,7 +138,7 @@ impl Backups {
         let mut done = record.clone();
         tokio::spawn(async move {
             let _one_at_a_time = guard;
-            let result = me.load(&target, &host, port, &manifest).await;
+            let result = me.load(&target, &host, port, &manifest, &old_auth).await;
             done.finished_at = Some(crate::logship::now_unix());
             match result {
                 Ok(keys) => {
@@ -168,6 +169,7 @@ impl Backups {
         host: &str,
         port: u16,
         m: &Manifest,
+        old_auth: &str,
     ) -> Result<BTreeMap<String, u64>, BackupError> {
         let unreachable =
             |e: std::io::Error| refused("engine_unreachable", format!("{host}:{port}: {e}"));
@@ -185,14 +187,6 @@ impl Backups {
             .map_err(|e| refused("restore_failed", e.to_string()))?
             .port();
         let password = crate::s3::random_hex(16).map_err(|e| refused("restore_failed", e))?;
-        let old_auth = match target.command("CONFIG", &["GET", "masterauth"]).await {
-            Ok(Value::Array(kv)) => match kv.into_iter().nth(1) {
-                Some(Value::Bulk(v)) => String::from_utf8_lossy(&v).into_owned(),
-                _ => String::new(),
-            },
-            Ok(_) => String::new(),
-            Err(e) => return Err(refused(e.code(), e.to_string())),
-        };
         let cmd = |e: crate::engine::EngineError| refused(e.code(), e.to_string());
         target
             .command("CONFIG", &["SET", "masterauth", &password])
@@ -218,7 +212,7 @@ impl Backups {
         // Whatever happened, the target is a master again with its own masterauth.
         let undo = target.command("REPLICAOF", &["NO", "ONE"]).await;
         let reset = target
-            .command("CONFIG", &["SET", "masterauth", &old_auth])
+            .command("CONFIG", &["SET", "masterauth", old_auth])
             .await;
         result?;
         undo.map_err(cmd)?;
@@ -277,6 +271,25 @@ async fn check_target(target: &Engine, m: &Manifest, name: &str) -> Result<(), B
         ));
     }
     Ok(())
+}
+
+/// The target's `masterauth`, to put back afterwards. Reading it is also the check that
+/// the user may run `CONFIG`, which the load needs.
+async fn masterauth(target: &Engine, name: &str) -> Result<String, BackupError> {
+    match target.command("CONFIG", &["GET", "masterauth"]).await {
+        Ok(Value::Array(kv)) => Ok(match kv.into_iter().nth(1) {
+            Some(Value::Bulk(v)) => String::from_utf8_lossy(&v).into_owned(),
+            _ => String::new(),
+        }),
+        Ok(_) => Ok(String::new()),
+        Err(e) if e.code() == "engine_no_permission" => Err(refused(
+            "restore_target_no_permission",
+            format!(
+                "{name}: the user may not run CONFIG, which a restore needs (with REPLICAOF and INFO): {e}"
+            ),
+        )),
+        Err(e) => Err(refused(e.code(), e.to_string())),
+    }
 }
 
 /// Waits until the target has received and loaded the snapshot.
