@@ -51,6 +51,9 @@ let
   # with different keys). The TOML names the files relative to $CREDENTIALS_DIRECTORY.
   accessKeyIdCredential = "backups-s3-access-key-id";
   secretAccessKeyCredential = "backups-s3-secret-access-key";
+  # And of the age keys: the recipients are public, the identity is a secret.
+  ageRecipientsCredential = "backups-age-recipients";
+  ageIdentityCredential = "backups-age-identity";
 
   # Durations as src/config/units.rs reads them, days included ("30d"), which the
   # duration type of lib.nix does not take.
@@ -307,6 +310,29 @@ in
       example = "30d";
     };
 
+    encryption = {
+      recipientsFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.path;
+        default = null;
+        description = ''
+          Encrypt backups with age to the X25519 recipients in this file (public keys,
+          `age1...`, one per line, `#` comments), so a leaked bucket leaks nothing. Public
+          keys: the file may be in the store. Null: backups are not encrypted.
+        '';
+        example = lib.literalExpression "./backup-recipients.txt";
+      };
+      identityFile = lib.mkOption {
+        type = lib.types.nullOr klib.secretFile;
+        default = null;
+        description = ''
+          File holding the age identity (`AGE-SECRET-KEY-1...`) that restores encrypted
+          backups; handed over with `LoadCredential=` (as `${ageIdentityCredential}`).
+          Only nodes that restore need it; without it they refuse an encrypted backup.
+        '';
+        example = "/run/secrets/keyfleet/backup-age-identity";
+      };
+    };
+
     s3 = lib.mkOption {
       type = lib.types.nullOr (lib.types.submodule s3Module);
       default = null;
@@ -338,6 +364,12 @@ in
     }
     // lib.optionalAttrs (bcfg.schedule != null) { inherit (bcfg) schedule; }
     // lib.optionalAttrs (bcfg.keepLast != null) { keep_last = bcfg.keepLast; }
+    // lib.optionalAttrs (bcfg.encryption.recipientsFile != null) {
+      age_recipients_file = ageRecipientsCredential;
+    }
+    // lib.optionalAttrs (bcfg.encryption.identityFile != null) {
+      age_identity_file = ageIdentityCredential;
+    }
     // lib.optionalAttrs (bcfg.keepWithin != null) { keep_within = bcfg.keepWithin; }
     // lib.optionalAttrs (bcfg.s3 != null) {
       s3 = {
@@ -364,9 +396,16 @@ in
       UMask = "0027";
     };
 
-    systemd.services.keyfleet.serviceConfig.LoadCredential = lib.optionals (bcfg.s3 != null) [
-      "${accessKeyIdCredential}:${bcfg.s3.accessKeyIdFile}"
-      "${secretAccessKeyCredential}:${bcfg.s3.secretAccessKeyFile}"
-    ];
+    systemd.services.keyfleet.serviceConfig.LoadCredential =
+      lib.optionals (bcfg.s3 != null) [
+        "${accessKeyIdCredential}:${bcfg.s3.accessKeyIdFile}"
+        "${secretAccessKeyCredential}:${bcfg.s3.secretAccessKeyFile}"
+      ]
+      ++ lib.optional (
+        bcfg.encryption.recipientsFile != null
+      ) "${ageRecipientsCredential}:${bcfg.encryption.recipientsFile}"
+      ++ lib.optional (
+        bcfg.encryption.identityFile != null
+      ) "${ageIdentityCredential}:${bcfg.encryption.identityFile}";
   };
 }

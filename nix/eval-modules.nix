@@ -265,6 +265,10 @@ let
       schedule = "daily 02:30 Asia/Kolkata";
       keepLast = 14;
       keepWithin = "30d";
+      encryption = {
+        recipientsFile = "/etc/keyfleet/backup-recipients.txt";
+        identityFile = "/run/secrets/keyfleet/backup-age-identity";
+      };
       s3 = backupsStore;
     };
     ownStoreWithoutLogs =

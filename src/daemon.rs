@@ -81,7 +81,11 @@ pub fn main(config_path: &Path) -> u8 {
         let engine = Arc::new(engine_for(&config, secrets.engine_password));
         let metrics = Arc::new(Metrics::with_databases(config.engine.databases));
         let logs = start_logs(&config, secrets.logs_s3.as_ref(), &metrics);
-        let backups = match start_backups(&config, secrets.backups_s3.as_ref(), &metrics) {
+        let age = (
+            secrets.backups_age_recipients.clone(),
+            secrets.backups_age_identity.clone(),
+        );
+        let backups = match start_backups(&config, secrets.backups_s3.as_ref(), age, &metrics) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("keyfleet: backups: {} ({})", e.message, e.code);
@@ -143,10 +147,12 @@ fn start_logs(
 fn start_backups(
     config: &Config,
     keys: Option<&crate::config::S3Keys>,
+    age: (Option<String>, Option<String>),
     metrics: &Arc<Metrics>,
 ) -> Result<Option<Arc<crate::backup::Backups>>, crate::backup::BackupError> {
     let Some(keys) = keys else { return Ok(None) };
-    let Some(backups) = crate::backup::Backups::new(config, keys, metrics.clone())? else {
+    let age = crate::backup::crypt::Keys::parse(age.0.as_deref(), age.1.as_deref())?;
+    let Some(backups) = crate::backup::Backups::new(config, keys, age, metrics.clone())? else {
         return Ok(None);
     };
     metrics.enable_backups();

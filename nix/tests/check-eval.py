@@ -148,7 +148,12 @@ def check_logs(label, node):
 
 DATA_DIR = "/var/lib/keydb"
 BACKUPS_KEYS = {"fleet", "compression", "bgsave_timeout"}
-OPTIONAL_BACKUPS_KEYS = {"schedule", "keep_last", "keep_within", "s3"}
+OPTIONAL_BACKUPS_KEYS = {"schedule", "keep_last", "keep_within", "s3", "age_recipients_file", "age_identity_file"}
+# The age key files, named relative in the TOML and handed over by LoadCredential=.
+AGE_CREDENTIALS = {
+    "age_recipients_file": "backups-age-recipients",
+    "age_identity_file": "backups-age-identity",
+}
 # [backups.s3] has [logs.s3]'s keys; backups upload in parts of their own size.
 BACKUPS_S3_KEYS = S3_KEYS - {"part_size"}
 OPTIONAL_BACKUPS_S3_KEYS = {"part_size", "timeout"}
@@ -198,6 +203,17 @@ def check_backups(label, node):
         if "logs" not in settings or backups_creds:
             wrong.append(f"no [backups.s3] and no [logs] to share, or credentials {backups_creds} for no store")
         store = "the log store, with its credentials"
+    for key, credential in AGE_CREDENTIALS.items():
+        sources = [c.split(":", 1)[1] for c in creds if c.startswith(credential + ":")]
+        if key in backups:
+            if backups[key] != credential or len(sources) != 1:
+                wrong.append(f"backups.{key} = {backups[key]!r}, LoadCredential {sources}")
+            elif key == "age_identity_file" and sources[0].startswith("/nix/store"):
+                wrong.append(f"the age identity comes from the store: {sources[0]}")
+            else:
+                store += f"; {key} by LoadCredential= as {credential}"
+        elif sources:
+            wrong.append(f"LoadCredential {credential} without backups.{key}")
     if data_dir_rules != [f"d {DATA_DIR} 0750 keydb keydb - -"]:
         wrong.append(f"tmpfiles for {DATA_DIR}: {data_dir_rules}")
     if (engine.get("StateDirectoryMode"), engine.get("UMask")) != ("0750", "0027"):

@@ -26,6 +26,7 @@ pub(super) fn answer(e: BackupError) -> ApiError {
         "backup_not_found" => StatusCode::NOT_FOUND,
         "restore_target_invalid" => StatusCode::BAD_REQUEST,
         c if c.starts_with("restore_target_") => StatusCode::CONFLICT,
+        "restore_identity_missing" => StatusCode::CONFLICT,
         c if c.starts_with("s3_") || c.starts_with("engine_") => StatusCode::BAD_GATEWAY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

@@ -19,6 +19,9 @@ pub struct Manifest {
     /// The object holding the snapshot, and how it is encoded ("zstd" or "none").
     pub object: String,
     pub compression: String,
+    /// "age" (encrypted to the fleet's recipients: `crypt`) or "none".
+    #[serde(default = "no_encryption")]
+    pub encryption: String,
     /// The RDB file's size and SHA-256, before compression.
     pub rdb_bytes: u64,
     pub rdb_sha256: String,
@@ -36,15 +39,23 @@ impl Manifest {
     }
 }
 
-/// The object keys of backup `id`: (snapshot, manifest).
-pub fn object_keys(prefix: &str, fleet: &str, id: &str, compression: &str) -> (String, String) {
+fn no_encryption() -> String {
+    "none".into()
+}
+
+/// The object keys of backup `id`: (snapshot, manifest). The snapshot's extension says
+/// how it is stored: `.rdb`, then `.zst` when compressed, then `.age` when encrypted.
+pub fn object_keys(
+    prefix: &str,
+    fleet: &str,
+    id: &str,
+    compression: &str,
+    encrypted: bool,
+) -> (String, String) {
     let base = object_dir(prefix, fleet) + id;
-    let ext = if compression == "zstd" {
-        ".rdb.zst"
-    } else {
-        ".rdb"
-    };
-    (format!("{base}{ext}"), format!("{base}.json"))
+    let zst = if compression == "zstd" { ".zst" } else { "" };
+    let age = if encrypted { ".age" } else { "" };
+    (format!("{base}.rdb{zst}{age}"), format!("{base}.json"))
 }
 
 /// Where a fleet's backups live: `PREFIX/backups/FLEET/`.
@@ -89,11 +100,15 @@ mod tests {
     #[test]
     fn keys_and_ids() {
         assert_eq!(
-            object_keys("p/q/", "main", "20261123T010203Z-node1", "zstd"),
+            object_keys("p/q/", "main", "20261123T010203Z-node1", "zstd", false),
             (
                 "p/q/backups/main/20261123T010203Z-node1.rdb.zst".into(),
                 "p/q/backups/main/20261123T010203Z-node1.json".into()
             )
+        );
+        assert_eq!(
+            object_keys("", "f", "20261123T010203Z-n", "none", true).0,
+            "backups/f/20261123T010203Z-n.rdb.age"
         );
         assert_eq!(object_dir("", "f"), "backups/f/");
         assert!(valid_id("20261123T010203Z-node1"));

@@ -29,7 +29,8 @@ pub fn group(dir: &str, keys: impl IntoIterator<Item = String>) -> Vec<Stored> {
         let Some((id, ext)) = name.split_once('.') else {
             continue;
         };
-        if !manifest::valid_id(id) || !matches!(ext, "json" | "rdb" | "rdb.zst") {
+        let snapshot = matches!(ext, "rdb" | "rdb.zst" | "rdb.age" | "rdb.zst.age");
+        if !manifest::valid_id(id) || !(snapshot || ext == "json") {
             continue;
         }
         let Some(started) = manifest::id_time(id) else {

@@ -1,5 +1,6 @@
 //! Reading the RDB file into upload parts: on a blocking thread, the file is read in
-//! chunks, compressed with zstd (or not), hashed before and after, and cut into parts of
+//! chunks, compressed with zstd (or not), encrypted with age (or not: `crypt`), hashed
+//! before and after, and cut into parts of
 //! `PART_SIZE` that go to the uploader through a channel of one. Memory stays at about
 //! three parts (one being filled, one queued, one in flight) whatever the RDB's size.
 
@@ -55,9 +56,37 @@ impl Parts {
     }
 }
 
-enum Out<'a> {
-    Zstd(zstd::stream::write::Encoder<'static, &'a mut Parts>),
+/// The age layer, next to the parts.
+enum Sealed<'a> {
+    Age(age::stream::StreamWriter<&'a mut Parts>),
     Plain(&'a mut Parts),
+}
+
+impl Write for Sealed<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sealed::Age(w) => w.write(data),
+            Sealed::Plain(p) => p.write(data),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sealed<'_> {
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sealed::Age(w) => w.finish().map(drop),
+            Sealed::Plain(_) => Ok(()),
+        }
+    }
+}
+
+/// The compression layer, on top.
+enum Out<'a> {
+    Zstd(zstd::stream::write::Encoder<'static, Sealed<'a>>),
+    Plain(Sealed<'a>),
 }
 
 /// Reads `file` into parts sent on `tx`; runs on a blocking thread. The last part may
@@ -66,6 +95,7 @@ pub fn read_parts(
     mut file: std::fs::File,
     path: PathBuf,
     zstd: bool,
+    age: Option<age::Encryptor>,
     tx: mpsc::Sender<Vec<u8>>,
 ) -> Result<Totals, String> {
     let io = |e: std::io::Error| format!("{}: {e}", path.display());
@@ -79,10 +109,14 @@ pub fn read_parts(
     let mut raw_bytes = 0u64;
     let mut chunk = vec![0u8; 256 << 10];
     {
+        let sealed = match age {
+            Some(enc) => Sealed::Age(enc.wrap_output(&mut sink).map_err(io)?),
+            None => Sealed::Plain(&mut sink),
+        };
         let mut out = if zstd {
-            Out::Zstd(zstd::stream::write::Encoder::new(&mut sink, 1).map_err(io)?)
+            Out::Zstd(zstd::stream::write::Encoder::new(sealed, 1).map_err(io)?)
         } else {
-            Out::Plain(&mut sink)
+            Out::Plain(sealed)
         };
         loop {
             let n = file.read(&mut chunk).map_err(io)?;
@@ -93,11 +127,12 @@ pub fn read_parts(
             raw_bytes += n as u64;
             match &mut out {
                 Out::Zstd(enc) => enc.write_all(&chunk[..n]).map_err(io)?,
-                Out::Plain(sink) => sink.write_all(&chunk[..n]).map_err(io)?,
+                Out::Plain(sealed) => sealed.write_all(&chunk[..n]).map_err(io)?,
             }
         }
-        if let Out::Zstd(enc) = out {
-            enc.finish().map_err(io)?;
+        match out {
+            Out::Zstd(enc) => enc.finish().and_then(Sealed::finish).map_err(io)?,
+            Out::Plain(sealed) => sealed.finish().map_err(io)?,
         }
     }
     let last = std::mem::take(&mut sink.buf);
@@ -131,7 +166,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(1);
         let file = std::fs::File::open(&path).unwrap();
         let p = path.clone();
-        let reader = std::thread::spawn(move || read_parts(file, p, true, tx));
+        let reader = std::thread::spawn(move || read_parts(file, p, true, None, tx));
         let mut parts = Vec::new();
         while let Some(part) = rx.blocking_recv() {
             parts.push(part);

@@ -35,6 +35,14 @@ pub struct BackupsConfig {
     /// neither set nothing is deleted. The newest complete backup is never deleted.
     #[serde(default, deserialize_with = "optional_duration")]
     pub keep_within: Option<Duration>,
+    /// Encrypt backups with age to the recipients (public keys, `age1...`) in this file.
+    #[serde(default)]
+    pub age_recipients_file: Option<std::path::PathBuf>,
+    /// The age identity (`AGE-SECRET-KEY-1...`) that restores encrypted backups; only
+    /// nodes that restore need it. A secret: a relative path is looked up in
+    /// `$CREDENTIALS_DIRECTORY`.
+    #[serde(default)]
+    pub age_identity_file: Option<std::path::PathBuf>,
     /// The store; absent means the one `[logs.s3]` names, with its credentials.
     #[serde(default)]
     pub s3: Option<S3Config>,

@@ -277,6 +277,10 @@ pub struct Secrets {
     pub logs_s3: Option<S3Keys>,
     /// The backup store's keys, with `[backups]` (the log store's when it is shared).
     pub backups_s3: Option<S3Keys>,
+    /// `[backups] age_recipients_file`'s text (public keys).
+    pub backups_age_recipients: Option<String>,
+    /// `[backups] age_identity_file`'s text (a secret key).
+    pub backups_age_identity: Option<String>,
 }
 
 /// An S3 access key pair, read from files; `Debug` shows neither half.
@@ -360,7 +364,12 @@ impl Config {
             Some(None) => logs_s3.clone(),
             None => None,
         };
+        let backups = self.backups.as_ref();
+        let recipients = backups.and_then(|b| b.age_recipients_file.clone());
+        let identity = backups.and_then(|b| b.age_identity_file.clone());
         Ok(Secrets {
+            backups_age_recipients: optional("backups.age_recipients_file", &recipients)?,
+            backups_age_identity: optional("backups.age_identity_file", &identity)?,
             engine_password: optional("engine.password_file", &self.engine.password_file)?,
             api_token: optional("api.token_file", &self.api.token_file)?,
             logs_s3,

@@ -239,3 +239,107 @@ fn scratch_starts_an_engine_with_the_backup_and_stops_it_on_ctrl_c() {
     assert!(gone.is_some(), "the scratch engine stopped");
     assert!(!std::path::Path::new(&dir).exists(), "its data is deleted");
 }
+
+#[test]
+fn an_encrypted_backup_is_sealed_and_restores_only_with_its_identity() {
+    use age::secrecy::ExposeSecret;
+    let Some(s3) = S3Server::start("encrypted backup") else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let identity = age::x25519::Identity::generate();
+    let recipients = keys.path().join("recipients.txt");
+    std::fs::write(
+        &recipients,
+        format!("# backups\n{}\n", identity.to_public()),
+    )
+    .unwrap();
+    let sealed = format!(
+        "{BACKUPS}age_recipients_file = \"{}\"\n",
+        recipients.display()
+    );
+    let mut node = Node::start(&s3.endpoint(), "", &sealed);
+    let _: () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(1000)
+        .query(&mut conn(node.engine_port))
+        .unwrap();
+    let (code, v, err) = backup(&node, &["create"]);
+    assert_eq!(code, 0, "{err}");
+    let m = &v["manifest"];
+    assert_eq!(m["encryption"], "age", "{m}");
+    let id = m["id"].as_str().unwrap().to_owned();
+    let (key, stored) = s3
+        .objects("backups/itest/")
+        .into_iter()
+        .find(|(k, _)| !k.ends_with(".json"))
+        .unwrap();
+    assert!(key.ends_with(".rdb.zst.age"), "{key}");
+    assert!(
+        stored.starts_with(b"age-encryption.org/v1\n"),
+        "the store holds age data"
+    );
+
+    // Without an identity the node refuses at once, and nothing is recorded.
+    let target = Engine::start().unwrap();
+    let body = format!(r#"{{"mode":"to","target":"127.0.0.1:{}"}}"#, target.port);
+    let (status, v) = restore_api(&node, &id, &body);
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("restore_identity_missing")),
+        "{v}"
+    );
+
+    // With someone else's identity the load fails and the target stays empty.
+    let restart_with = |node: &mut Node, secret: &str| {
+        let file = keys.path().join("identity.txt");
+        std::fs::write(&file, format!("{secret}\n")).unwrap();
+        let text = std::fs::read_to_string(&node.config).unwrap();
+        let text = text
+            .lines()
+            .filter(|l| !l.starts_with("age_identity_file"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(
+            &node.config,
+            format!("{text}\nage_identity_file = \"{}\"\n", file.display()),
+        )
+        .unwrap();
+        node.kill_daemon();
+        node.start_daemon();
+    };
+    let stranger = age::x25519::Identity::generate();
+    restart_with(&mut node, stranger.to_string().expose_secret());
+    let (code, record, err) = backup(
+        &node,
+        &[
+            "restore",
+            &id,
+            "--to",
+            &format!("127.0.0.1:{}", target.port),
+        ],
+    );
+    assert_eq!(code, 1, "{record} {err}");
+    assert_eq!(
+        record["error"]["code"], "restore_identity_wrong",
+        "{record}"
+    );
+    assert_eq!(dbsize(target.port), 0);
+
+    // With the right one it loads every key.
+    restart_with(&mut node, identity.to_string().expose_secret());
+    let (code, record, err) = backup(
+        &node,
+        &[
+            "restore",
+            &id,
+            "--to",
+            &format!("127.0.0.1:{}", target.port),
+        ],
+    );
+    assert_eq!(code, 0, "{record} {err}");
+    assert_eq!(dbsize(target.port), 1000);
+    // The identity is nowhere in what the API says.
+    let (_, history) = get(&format!("{}/api/v1/restores", node.api)).unwrap();
+    assert!(!history.to_string().contains("AGE-SECRET-KEY"), "{history}");
+}

@@ -1,14 +1,16 @@
-//! A backup's RDB read back from the store: the object range by range, decompressed on
-//! a blocking thread, its length and both SHA-256s checked against the manifest. The
+//! A backup's RDB read back from the store: the object range by range, decrypted (age)
+//! and decompressed on a blocking thread, its length and both SHA-256s checked against
+//! the manifest. The
 //! last chunk is held back until every check has passed, so a consumer that acts only
 //! on a complete transfer (a replica loads an RDB only once it has every byte) never
 //! acts on a corrupt or truncated one. Memory: one range, one chunk in each channel.
 
-use super::super::{BackupError, Manifest};
+use super::super::{BackupError, Manifest, crypt::Keys};
 use crate::s3;
 use hyper::body::Bytes;
 use sha2::{Digest, Sha256};
 use std::io::Read;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Bytes fetched per ranged GET.
@@ -21,11 +23,12 @@ const CHUNK: usize = 1 << 20;
 pub async fn rdb(
     client: &s3::Client,
     m: &Manifest,
+    keys: Arc<Keys>,
     out: mpsc::Sender<Bytes>,
 ) -> Result<(), BackupError> {
     let (tx, rx) = mpsc::channel::<Bytes>(1);
     let expect = Expect::from(m);
-    let decoder = tokio::task::spawn_blocking(move || decode(expect, rx, out));
+    let decoder = tokio::task::spawn_blocking(move || decode(expect, &keys, rx, out));
     let fetched = fetch(client, m, tx).await;
     let decoded = decoder
         .await
@@ -91,6 +94,7 @@ async fn get_with_retries(
 /// What the manifest promises.
 struct Expect {
     zstd: bool,
+    age: bool,
     stored_bytes: u64,
     stored_sha256: String,
     rdb_bytes: u64,
@@ -101,6 +105,7 @@ impl From<&Manifest> for Expect {
     fn from(m: &Manifest) -> Expect {
         Expect {
             zstd: m.compression == "zstd",
+            age: m.encryption == "age",
             stored_bytes: m.stored_bytes,
             stored_sha256: m.stored_sha256.clone(),
             rdb_bytes: m.rdb_bytes,
@@ -138,6 +143,7 @@ impl Read for Fetched {
 
 fn decode(
     expect: Expect,
+    keys: &Keys,
     rx: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<Bytes>,
 ) -> Result<(), BackupError> {
@@ -152,10 +158,15 @@ fn decode(
     let mut rdb_len = 0u64;
     let mut held: Option<Bytes> = None;
     {
-        let mut reader: Box<dyn Read + '_> = if expect.zstd {
-            Box::new(zstd::Decoder::new(&mut src).map_err(|e| corrupt(format!("zstd: {e}")))?)
+        let sealed: Box<dyn Read + '_> = if expect.age {
+            Box::new(keys.decrypt(&mut src)?)
         } else {
             Box::new(&mut src)
+        };
+        let mut reader: Box<dyn Read + '_> = if expect.zstd {
+            Box::new(zstd::Decoder::new(sealed).map_err(|e| corrupt(format!("zstd: {e}")))?)
+        } else {
+            sealed
         };
         loop {
             let mut buf = vec![0u8; CHUNK];

@@ -98,6 +98,15 @@ impl Backups {
                 format!("no complete backup `{}`", req.backup),
             ));
         };
+        if manifest.encryption == "age" && !self.age.decrypts() {
+            return Err(refused(
+                "restore_identity_missing",
+                format!(
+                    "backup {} is encrypted with age and this node has no identity to decrypt it ([backups] age_identity_file)",
+                    req.backup
+                ),
+            ));
+        }
         let guard = self
             .restores
             .running
@@ -200,7 +209,7 @@ impl Backups {
                 .map_err(cmd)?;
             let (fed, fetched) = tokio::join!(
                 feed::serve(listener, &password, m.rdb_bytes, rx),
-                fetch::rdb(&self.client, m, tx)
+                fetch::rdb(&self.client, m, self.age.clone(), tx)
             );
             fetched?;
             let link = fed?;
