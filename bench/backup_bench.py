@@ -21,9 +21,7 @@ and its CLI (keydb-cli beside keydb-server, or redis-cli).
 """
 import argparse, http.client, json, os, shutil, socket, subprocess, sys, tempfile, time
 
-from common import cpu_seconds, free_port, status_kib, wait_port
-
-ACCESS, SECRET, BUCKET = "AKBENCH", "benchsecret0123456789", "bench"
+from common import BUCKET, cpu_seconds, free_port, rclone_env, start_s3, status_kib, wait_port, write_keys
 
 
 def api(port, method, path, body=None):
@@ -76,16 +74,6 @@ def timed(cmd, env=None):
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     user, sys_, rss = out.stderr.strip().splitlines()[-1].split()
     return float(user) + float(sys_), int(rss)
-
-
-def rclone_env(s3_port):
-    env = {**os.environ,
-           "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
-           "RCLONE_CONFIG_BENCH_ENDPOINT": f"http://127.0.0.1:{s3_port}",
-           "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": ACCESS, "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": SECRET,
-           "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": "/dev/null"}
-    env.pop("AWS_CA_BUNDLE", None)
-    return env
 
 
 def reference_backup(cli, engine_port, work, s3_port, run):
@@ -177,13 +165,8 @@ def main():
     work = tempfile.mkdtemp(prefix="backup-bench-")
     procs = []
     try:
-        data = os.path.join(work, "s3")
-        os.makedirs(os.path.join(data, BUCKET))
-        s3_port = free_port()
-        procs.append(subprocess.Popen(["s3s-fs", "--host", "127.0.0.1", "--port", str(s3_port), "--access-key",
-                                       ACCESS, "--secret-key", SECRET, data],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(s3_port)
+        s3, s3_port = start_s3(os.path.join(work, "s3"))
+        procs.append(s3)
         engine_dir = os.path.join(work, "engine")
         os.makedirs(engine_dir)
         engine_port = free_port()
@@ -191,9 +174,7 @@ def main():
         populated = command(engine_port, "DEBUG", "POPULATE", str(args.keys), "key", "100")
         if not populated.startswith("+OK"):
             sys.exit(f"DEBUG POPULATE: {populated.strip()}")
-        for name, value in (("ak", ACCESS), ("sk", SECRET)):
-            with open(os.path.join(work, name), "w") as f:
-                f.write(value)
+        write_keys(work)
         api_port = free_port()
         config = os.path.join(work, "node.toml")
         with open(config, "w") as f:

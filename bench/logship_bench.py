@@ -23,9 +23,7 @@ Needs: s3s-fs, rclone, gzip, an engine (KEYFLEET_KEYDB_SERVER or redis-server).
 """
 import argparse, http.client, json, os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
-from common import cpu_seconds, free_port, status_kib, wait_port
-
-ACCESS, SECRET, BUCKET = "AKBENCH", "benchsecret0123456789", "bench"
+from common import ACCESS, BUCKET, SECRET, cpu_seconds, free_port, rclone_env, start_s3, status_kib, wait_port
 
 
 def api(port, method, path):
@@ -128,13 +126,7 @@ def run_keyfleet(keyfleet, grace, work, log, s3_port, run):
 
 def run_gzip_rclone(work, log, s3_port, run):
     gz = os.path.join(work, f"engine{run}.log.gz")
-    env = {**os.environ,
-           "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
-           "RCLONE_CONFIG_BENCH_ENDPOINT": f"http://127.0.0.1:{s3_port}",
-           "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": ACCESS, "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": SECRET,
-           "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true", "RCLONE_CONFIG": "/dev/null"}
-    # rclone 1.60's AWS SDK refuses a custom CA bundle with its own transport; plain http here.
-    env.pop("AWS_CA_BUNDLE", None)
+    env = rclone_env(s3_port)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(gz, "wb") as out:
@@ -165,12 +157,7 @@ def main():
     try:
         log, distinct = real_log(engine, work, args.mib)
         size = os.path.getsize(log)
-        data = os.path.join(work, "s3")
-        os.makedirs(os.path.join(data, BUCKET))
-        s3_port = free_port()
-        s3 = subprocess.Popen(["s3s-fs", "--host", "127.0.0.1", "--port", str(s3_port), "--access-key", ACCESS,
-                               "--secret-key", SECRET, data], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(s3_port)
+        s3, s3_port = start_s3(os.path.join(work, "s3"))
         print(f"engine log: {size / 2**20:.0f} MiB from {engine} ({distinct} real lines, tiled with moved timestamps)")
         print(f"{'run':<4}{'tool':<14}{'wall s':>8}{'MiB/s':>8}{'CPU s':>8}{'peak RSS MiB':>14}{'stored MiB':>12}{'server CPU s':>14}")
         rows = {"gzip+rclone": [], "keyfleet": [], "keyfleet 2s": []}

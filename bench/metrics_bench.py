@@ -17,7 +17,7 @@ Engine: $KEYFLEET_KEYDB_SERVER if set, else redis-server. Exporter: prometheus-r
 """
 import argparse, http.client, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
-from common import cpu_seconds, free_port, status_kib, wait_port
+from common import cpu_seconds, free_port, start_s3, status_kib, wait_port, write_keys
 
 def rss_kib(pid):
     return status_kib(pid, "VmRSS")
@@ -82,15 +82,10 @@ def main():
         if args.ship:
             if not shutil.which("s3s-fs"):
                 sys.exit("--ship needs s3s-fs on PATH")
-            sport = free_port()
-            os.makedirs(os.path.join(work, "s3", "bench"))
             os.makedirs(os.path.join(work, "logs"))
-            open(os.path.join(work, "ak"), "w").write("AKBENCH")
-            open(os.path.join(work, "sk"), "w").write("benchsecret0123456789")
-            procs.append(subprocess.Popen(["s3s-fs", "--host", "127.0.0.1", "--port", str(sport), "--access-key", "AKBENCH",
-                                           "--secret-key", "benchsecret0123456789", os.path.join(work, "s3")],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_port(sport)
+            write_keys(work)
+            s3, sport = start_s3(os.path.join(work, "s3"))
+            procs.append(s3)
             logfile = ["--logfile", os.path.join(work, "logs", "engine.log")]
             logs_toml = (f'[logs]\ndir = "{work}/logs"\n[logs.s3]\nendpoint = "http://127.0.0.1:{sport}"\nbucket = "bench"\n'
                          f'access_key_id_file = "{work}/ak"\nsecret_access_key_file = "{work}/sk"\n')

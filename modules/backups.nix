@@ -55,39 +55,7 @@ let
   ageRecipientsCredential = "backups-age-recipients";
   ageIdentityCredential = "backups-age-identity";
 
-  # Durations as src/config/units.rs reads them, days included ("30d"), which the
-  # duration type of lib.nix does not take.
-  durationPattern = "[[:space:]]*([0-9]+)(\\.[0-9]+)?[[:space:]]*(ms|s|m|min|h|d)?[[:space:]]*";
-  duration = lib.types.either lib.types.ints.unsigned (
-    lib.types.strMatching durationPattern
-    // {
-      description = ''duration ("30d", "6h", "90m", "2s")'';
-    }
-  );
-  # Seconds (a float) of a duration of that type, or of a string that matches it.
-  seconds =
-    d:
-    if builtins.isInt d then
-      d
-    else
-      let
-        m = builtins.match durationPattern d;
-        factor =
-          {
-            ms = 1.0e-3;
-            s = 1;
-            m = 60;
-            min = 60;
-            h = 3600;
-            d = 86400;
-          }
-          .${if lib.elemAt m 2 == null then "s" else lib.elemAt m 2};
-      in
-      (
-        lib.toIntBase10 (lib.head m)
-        + (if lib.elemAt m 1 == null then 0 else builtins.fromJSON "0${lib.elemAt m 1}")
-      )
-      * factor;
+  inherit (klib) duration seconds;
 
   # src/schedule.rs: "every DURATION" (at least 10s), or "daily HH:MM [ZONE]". Whether
   # ZONE is in the tz database is known only on the host (/etc/zoneinfo): the daemon

@@ -20,7 +20,7 @@ let
   # What src/config/units.rs accepts, as regular expressions (case as there: size units
   # in any case, duration units in lower case).
   sizePattern = "[[:space:]]*[0-9]+[[:space:]]*([kKmMgG]([bB]|[iI][bB])?|[tT][iI][bB]|[bB])?[[:space:]]*";
-  durationPattern = "[[:space:]]*([0-9]+)(\\.[0-9]+)?[[:space:]]*(ms|s|m|min|h)?[[:space:]]*";
+  durationPattern = "[[:space:]]*([0-9]+)(\\.[0-9]+)?[[:space:]]*(ms|s|m|min|h|d)?[[:space:]]*";
 
   logsDir = "/var/log/keydb";
 in
@@ -40,11 +40,12 @@ in
     }
   );
 
-  # A duration as the daemon's TOML takes it: "500ms", "2s", "1m", "1h" or seconds.
+  # A duration as the daemon's TOML takes it (src/config/units.rs): "500ms", "2s", "1m",
+  # "1h", "30d" or seconds.
   duration = lib.types.either lib.types.ints.unsigned (
     lib.types.strMatching durationPattern
     // {
-      description = ''duration ("500ms", "2s", "1m", "1h")'';
+      description = ''duration ("500ms", "2s", "1m", "1h", "30d")'';
     }
   );
 
@@ -63,6 +64,7 @@ in
             m = 60;
             min = 60;
             h = 3600;
+            d = 86400;
           }
           .${if lib.elemAt m 2 == null then "s" else lib.elemAt m 2};
       in

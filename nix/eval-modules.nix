@@ -335,7 +335,7 @@ let
         keepWithin = "2 weeks";
       })).services.keyfleet.backups.keepWithin;
     logsBadDuration =
-      (node1Config [ { services.keyfleet.logs.rotate.maxAge = "2d"; } ])
+      (node1Config [ { services.keyfleet.logs.rotate.maxAge = "2 fortnights"; } ])
       .services.keyfleet.logs.rotate.maxAge;
   };
 in

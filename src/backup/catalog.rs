@@ -7,14 +7,12 @@ impl Backups {
     /// The complete backups of this fleet (those with a manifest), oldest first.
     pub async fn list(&self) -> Result<Vec<Manifest>, BackupError> {
         let dir = manifest::object_dir(&self.store.prefix, &self.cfg.fleet);
-        let listed = self
-            .client
-            .list(&dir)
-            .await
-            .map_err(|e| BackupError::s3("listing backups", e))?;
         let mut out = Vec::new();
-        for obj in listed.iter().filter(|o| o.key.ends_with(".json")) {
-            if let Some(m) = self.fetch_manifest(&obj.key).await? {
+        for stored in self.stored().await?.iter().filter(|s| s.complete) {
+            if let Some(m) = self
+                .fetch_manifest(&format!("{dir}{}.json", stored.id))
+                .await?
+            {
                 out.push(m);
             }
         }
