@@ -28,7 +28,7 @@ enum Command {
     Status(keyfleet::status::StatusArgs),
     /// Log shipping to S3: its state, and flushing it.
     Logs(keyfleet::logs::LogsArgs),
-    /// Backups to S3: take one, list them, show one.
+    /// Backups to S3: take one, list them, show one, restore one outside the fleet.
     Backup(keyfleet::backups_cli::BackupArgs),
     /// Render configuration files.
     Render {

@@ -134,13 +134,14 @@ async fn ensure_bucket(client: &crate::s3::Client) -> Result<(), crate::s3::S3Er
 }
 
 impl DevS3 {
-    /// The top-level keys (before any table) and the `[logs]` tables of one node's config.
+    /// The top-level keys (before any table), and the `[logs]` tables and `[backups]`
+    /// (sharing the log store, on demand) of one node's config.
     pub fn node_toml(&self, node_dir: &Path) -> (String, String) {
         let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
         let p = |v: &Path| s(&v.display().to_string());
         let top = format!("state_dir = {}\n", p(&node_dir.join("state")));
         let tables = format!(
-            "\n[logs]\ndir = {}\nmax_local_bytes = \"256MiB\"\n\n[logs.rotate]\nmax_size = \"8MiB\"\nmax_age = \"1m\"\n\n[logs.s3]\nendpoint = {}\nbucket = {}\naccess_key_id_file = {}\nsecret_access_key_file = {}\ntimeout = \"10s\"\n",
+            "\n[logs]\ndir = {}\nmax_local_bytes = \"256MiB\"\n\n[logs.rotate]\nmax_size = \"8MiB\"\nmax_age = \"1m\"\n\n[logs.s3]\nendpoint = {}\nbucket = {}\naccess_key_id_file = {}\nsecret_access_key_file = {}\ntimeout = \"10s\"\n\n[backups]\nfleet = \"dev\"\n",
             p(&node_dir.join("logs")),
             s(&self.endpoint),
             s(&self.bucket),

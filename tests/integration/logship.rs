@@ -270,6 +270,27 @@ fn a_dev_fleet_ships_to_an_s3s_fs_of_its_own() {
         text.contains("s3://keyfleet-dev at http://127.0.0.1:"),
         "{text}"
     );
+    // The dev fleet backs up to the same store, as the README shows.
+    let backup = keyfleet()
+        .args(["backup", "create", "--json", "--dir"])
+        .arg(fleet.dir())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&backup.stdout).unwrap_or_default();
+    assert!(
+        backup.status.success(),
+        "{v} {}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    let object = v["manifest"]["object"].as_str().unwrap();
+    assert!(
+        fleet
+            .dir()
+            .join("s3/data/keyfleet-dev")
+            .join(object)
+            .is_file(),
+        "{object}"
+    );
 }
 
 /// `/api/v1/logs` answers what the OpenAPI document says, field for field.
