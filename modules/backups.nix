@@ -91,36 +91,6 @@ let
 
   # backups.s3, when set: the same checks as the log store's (modules/logs.nix), which
   # src/config/logs.rs `S3Config::problem` makes for both.
-  storeChecks =
-    s3:
-    let
-      opt = "services.keyfleet.backups.s3";
-    in
-    [
-      {
-        assertion = builtins.match "https?://[^/[:space:]]+/*" s3.endpoint != null;
-        message = "${opt}.endpoint `${s3.endpoint}` must be scheme://host[:port] (http or https), without a path: the bucket goes into the path (pathStyle) or the host name.";
-      }
-      {
-        assertion = builtins.match "[A-Za-z0-9-]+" s3.region != null;
-        message = "${opt}.region `${s3.region}` is not a region name (letters, digits and `-`).";
-      }
-      {
-        assertion = builtins.match "[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]" s3.bucket != null;
-        message = "${opt}.bucket `${s3.bucket}` is not an S3 bucket name: 3 to 63 of a-z, 0-9, `-` and `.`, starting and ending with a letter or digit.";
-      }
-      {
-        assertion =
-          s3.prefix == ""
-          || (
-            builtins.match "[^/](.*[^/])?" s3.prefix != null
-            && !lib.hasInfix "//" s3.prefix
-            && builtins.match ".*[[:cntrl:]].*" s3.prefix == null
-          );
-        message = "${opt}.prefix `${s3.prefix}` must not start or end with `/` nor hold `//` (write \"fleet-a\", not \"/fleet-a/\").";
-      }
-    ];
-
   # The checks src/config/backups.rs makes too, each with its own message.
   checks = [
     {
@@ -148,7 +118,7 @@ let
       message = "services.keyfleet.backups.s3 is null, which means sharing the log store (services.keyfleet.logs.s3), but services.keyfleet.logs.enable is false: enable log shipping, or give backups a store of their own in services.keyfleet.backups.s3.";
     }
   ]
-  ++ lib.optionals (bcfg.s3 != null) (storeChecks bcfg.s3);
+  ++ lib.optionals (bcfg.s3 != null) (klib.storeChecks "services.keyfleet.backups.s3" bcfg.s3);
 
   s3Module = {
     options = {

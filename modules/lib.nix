@@ -1,6 +1,7 @@
 # Pure helpers the keyfleet modules share: the type of every secret-file option, the
 # size and duration types of the daemon's TOML, IP address checks for what goes into
-# firewall rules, and address formatting. No options, no config.
+# firewall rules, address formatting, and the assertions on an S3 store. No options,
+# no config.
 { lib }:
 
 let
@@ -39,6 +40,33 @@ in
       description = ''size ("64MiB", "1GiB", "512kb")'';
     }
   );
+
+  # The checks src/config/logs.rs makes of an S3 store (`S3Config::problem`), for the
+  # store options under `opt` (the log store's, or backups' own).
+  storeChecks = opt: s3: [
+    {
+      assertion = builtins.match "https?://[^/[:space:]]+/*" s3.endpoint != null;
+      message = "${opt}.endpoint `${s3.endpoint}` must be scheme://host[:port] (http or https), without a path: the bucket goes into the path (pathStyle) or the host name.";
+    }
+    {
+      assertion = builtins.match "[A-Za-z0-9-]+" s3.region != null;
+      message = "${opt}.region `${s3.region}` is not a region name (letters, digits and `-`).";
+    }
+    {
+      assertion = builtins.match "[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]" s3.bucket != null;
+      message = "${opt}.bucket `${s3.bucket}` is not an S3 bucket name: 3 to 63 of a-z, 0-9, `-` and `.`, starting and ending with a letter or digit.";
+    }
+    {
+      assertion =
+        s3.prefix == ""
+        || (
+          builtins.match "[^/](.*[^/])?" s3.prefix != null
+          && !lib.hasInfix "//" s3.prefix
+          && builtins.match ".*[[:cntrl:]].*" s3.prefix == null
+        );
+      message = "${opt}.prefix `${s3.prefix}` must not start or end with `/` nor hold `//` (write \"fleet-a\", not \"/fleet-a/\").";
+    }
+  ];
 
   # A duration as the daemon's TOML takes it (src/config/units.rs): "500ms", "2s", "1m",
   # "1h", "30d" or seconds.

@@ -46,29 +46,7 @@ let
 
   # The checks src/config/logs.rs makes too, each with its own message.
   inherit (lcfg) s3 rotate maxLocalBytes;
-  checks = [
-    {
-      assertion = builtins.match "https?://[^/[:space:]]+/*" s3.endpoint != null;
-      message = "services.keyfleet.logs.s3.endpoint `${s3.endpoint}` must be scheme://host[:port] (http or https), without a path: the bucket goes into the path (pathStyle) or the host name.";
-    }
-    {
-      assertion = builtins.match "[A-Za-z0-9-]+" s3.region != null;
-      message = "services.keyfleet.logs.s3.region `${s3.region}` is not a region name (letters, digits and `-`).";
-    }
-    {
-      assertion = builtins.match "[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]" s3.bucket != null;
-      message = "services.keyfleet.logs.s3.bucket `${s3.bucket}` is not an S3 bucket name: 3 to 63 of a-z, 0-9, `-` and `.`, starting and ending with a letter or digit.";
-    }
-    {
-      assertion =
-        s3.prefix == ""
-        || (
-          builtins.match "[^/](.*[^/])?" s3.prefix != null
-          && !lib.hasInfix "//" s3.prefix
-          && builtins.match ".*[[:cntrl:]].*" s3.prefix == null
-        );
-      message = "services.keyfleet.logs.s3.prefix `${s3.prefix}` must not start or end with `/` nor hold `//` (write \"fleet-a\", not \"/fleet-a/\").";
-    }
+  checks = klib.storeChecks "services.keyfleet.logs.s3" s3 ++ [
     {
       assertion = parseSize s3.partSize >= 5 * 1024 * 1024;
       message = "services.keyfleet.logs.s3.partSize (${show s3.partSize}) must be at least 5MiB, S3's smallest part.";

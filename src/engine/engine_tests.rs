@@ -13,6 +13,14 @@ struct Server {
     port: u16,
 }
 
+impl Server {
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the engine: a hung engine, on demand.
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child process, which is still running (we hold it).
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -284,13 +292,10 @@ async fn a_hung_engine_is_a_timeout_and_the_client_recovers() {
         ..options(server.port, None)
     });
     engine.ping().await.unwrap();
-    let pid = server.child.id() as libc::pid_t;
-    // SAFETY: signalling our own child process, which is still running (we hold it).
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    server.signal(libc::SIGSTOP);
     let started = Instant::now();
     let err = engine.info().await.unwrap_err();
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    server.signal(libc::SIGCONT);
     assert_eq!(err.code(), "engine_timeout", "{err}");
     assert!(started.elapsed() < Duration::from_secs(1));
     engine.info().await.unwrap();

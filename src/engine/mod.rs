@@ -272,15 +272,13 @@ impl Engine {
 
     /// A new connection, authenticated when a password is set.
     async fn connect(&self) -> Result<Connection, EngineError> {
-        let attempt = match &self.options.target {
-            Target::Tcp { host, port } => {
-                tokio::time::timeout(self.options.connect_timeout, Connection::tcp(host, *port))
-                    .await
-            }
-            Target::Unix(path) => {
-                tokio::time::timeout(self.options.connect_timeout, Connection::unix(path)).await
+        let connecting = async {
+            match &self.options.target {
+                Target::Tcp { host, port } => Connection::tcp(host, *port).await,
+                Target::Unix(path) => Connection::unix(path).await,
             }
         };
+        let attempt = tokio::time::timeout(self.options.connect_timeout, connecting).await;
         let mut conn = match attempt {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(self.unreachable(e.to_string())),

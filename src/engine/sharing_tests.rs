@@ -50,14 +50,11 @@ async fn callers_queued_behind_a_hung_engine_all_time_out_together() {
         ..options(server.port, None)
     });
     engine.ping().await.unwrap();
-    let pid = server.child.id() as libc::pid_t;
-    // SAFETY: signalling our own child process, which is still running (we hold it).
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    server.signal(libc::SIGSTOP);
     let started = Instant::now();
     let replies = futures::future::join_all((0..8).map(|_| engine.info())).await;
     let took = started.elapsed();
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    server.signal(libc::SIGCONT);
     for reply in replies {
         assert_eq!(reply.unwrap_err().code(), "engine_timeout");
     }
