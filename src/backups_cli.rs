@@ -25,8 +25,14 @@ pub enum BackupCommand {
     /// One backup: its manifest, or its progress while it runs.
     Show(ShowOptions),
     /// Load a backup into an engine outside the fleet: an empty one (--to HOST:PORT), or
-    /// a throwaway one started here (--scratch, running until Ctrl-C).
+    /// a throwaway one started here (--scratch, running until Ctrl-C); or restore every
+    /// node of the fleet to it (--fleet --yes).
     Restore(crate::restore_cli::RestoreOptions),
+    /// Empty the daemon's node and copy a healthy peer's data into it (--yes).
+    Rebuild(crate::restore_cli::RebuildOptions),
+    /// End an in-fleet restore that stopped half way on the daemon's node: its links as
+    /// configured, writes allowed again (--yes).
+    Release(crate::restore_cli::ReleaseOptions),
     /// The restores recorded on the daemon's node: who asked, when, and the outcome.
     History(Options),
 }
@@ -69,6 +75,14 @@ pub fn main(args: BackupArgs) -> u8 {
             BackupCommand::Restore(o) => {
                 let (url, token) = daemon(&o.client)?;
                 crate::restore_cli::restore(&o, &url, token.as_deref()).await
+            }
+            BackupCommand::Rebuild(o) => {
+                let (url, token) = daemon(&o.client)?;
+                crate::restore_cli::rebuild(&o, &url, token.as_deref()).await
+            }
+            BackupCommand::Release(o) => {
+                let (url, token) = daemon(&o.client)?;
+                crate::restore_cli::release(&o, &url, token.as_deref()).await
             }
             BackupCommand::History(o) => {
                 let (url, token) = daemon(&o.client)?;

@@ -78,20 +78,25 @@ pub fn main(config_path: &Path) -> u8 {
                 return 1;
             }
         };
-        let engine = Arc::new(engine_for(&config, secrets.engine_password));
+        let engine = Arc::new(engine_for(&config, secrets.engine_password.clone()));
         let metrics = Arc::new(Metrics::with_databases(config.engine.databases));
         let logs = start_logs(&config, secrets.logs_s3.as_ref(), &metrics);
         let age = (
             secrets.backups_age_recipients.clone(),
             secrets.backups_age_identity.clone(),
         );
-        let backups = match start_backups(&config, secrets.backups_s3.as_ref(), age, &metrics) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("keyfleet: backups: {} ({})", e.message, e.code);
-                return 2;
-            }
+        let restore = crate::backup::RestoreAccess {
+            engine: Arc::new(restore_engine_for(&config, &secrets)),
+            token: secrets.api_token.clone(),
         };
+        let backups =
+            match start_backups(&config, secrets.backups_s3.as_ref(), age, restore, &metrics) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("keyfleet: backups: {} ({})", e.message, e.code);
+                    return 2;
+                }
+            };
         let access_log = match &logs {
             Logs::On(shipper) => shipper.writer("access"),
             _ => None,
@@ -148,11 +153,13 @@ fn start_backups(
     config: &Config,
     keys: Option<&crate::config::S3Keys>,
     age: (Option<String>, Option<String>),
+    restore: crate::backup::RestoreAccess,
     metrics: &Arc<Metrics>,
 ) -> Result<Option<Arc<crate::backup::Backups>>, crate::backup::BackupError> {
     let Some(keys) = keys else { return Ok(None) };
     let age = crate::backup::crypt::Keys::parse(age.0.as_deref(), age.1.as_deref())?;
-    let Some(backups) = crate::backup::Backups::new(config, keys, age, metrics.clone())? else {
+    let Some(backups) = crate::backup::Backups::new(config, keys, age, metrics.clone(), restore)?
+    else {
         return Ok(None);
     };
     metrics.enable_backups();
@@ -162,7 +169,27 @@ fn start_backups(
     Ok(Some(backups))
 }
 
+/// The engine as in-fleet restores use it: as `[backups] restore_user` when set, else
+/// as the daemon's own user. Its commands may wait on a sync, so the timeout is longer.
+fn restore_engine_for(config: &Config, secrets: &crate::config::Secrets) -> Engine {
+    let restore = config.backups.as_ref().and_then(|b| b.restore_user.clone());
+    let (user, password) = match restore {
+        Some(user) => (Some(user), secrets.backups_restore_password.clone()),
+        None => (config.engine.user.clone(), secrets.engine_password.clone()),
+    };
+    let mut engine = engine_options(config, password);
+    engine.user = user;
+    engine.command_timeout = engine
+        .command_timeout
+        .max(std::time::Duration::from_secs(10));
+    Engine::new(engine)
+}
+
 fn engine_for(config: &Config, password: Option<String>) -> Engine {
+    Engine::new(engine_options(config, password))
+}
+
+fn engine_options(config: &Config, password: Option<String>) -> EngineOptions {
     let target = match &config.engine.unix_socket {
         Some(path) => Target::Unix(path.clone()),
         None => Target::Tcp {
@@ -170,13 +197,13 @@ fn engine_for(config: &Config, password: Option<String>) -> Engine {
             port: config.engine.port,
         },
     };
-    Engine::new(EngineOptions {
+    EngineOptions {
         target,
         user: config.engine.user.clone(),
         password: password.map(Secret::new),
         connect_timeout: config.engine.connect_timeout,
         command_timeout: config.engine.command_timeout,
-    })
+    }
 }
 
 async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {

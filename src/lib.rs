@@ -19,4 +19,5 @@ pub mod render;
 pub mod restore_cli;
 pub mod s3;
 pub mod schedule;
+pub mod scratch;
 pub mod status;

@@ -22,9 +22,17 @@ pub(super) fn configured(state: &State) -> Result<&Arc<Backups>, ApiError> {
 /// gateway, a backup already running a conflict, the rest the daemon's own.
 pub(super) fn answer(e: BackupError) -> ApiError {
     let status = match e.code {
-        "backup_in_progress" | "restore_in_progress" => StatusCode::CONFLICT,
+        "backup_in_progress" | "restore_in_progress" | "restore_session_unknown" => {
+            StatusCode::CONFLICT
+        }
         "backup_not_found" => StatusCode::NOT_FOUND,
-        "restore_target_invalid" => StatusCode::BAD_REQUEST,
+        "restore_target_invalid" | "restore_step_invalid" => StatusCode::BAD_REQUEST,
+        "restore_engine_unsupported" | "restore_not_isolated" | "restore_no_source" => {
+            StatusCode::CONFLICT
+        }
+        "restore_peer_unreachable" | "restore_peer_failed" | "restore_no_permission" => {
+            StatusCode::BAD_GATEWAY
+        }
         c if c.starts_with("restore_target_") => StatusCode::CONFLICT,
         "restore_identity_missing" => StatusCode::CONFLICT,
         c if c.starts_with("s3_") || c.starts_with("engine_") => StatusCode::BAD_GATEWAY,

@@ -58,7 +58,11 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/backups", get(backups::list).post(backups::create))
         .route("/api/v1/backups/{id}", get(backups::show))
         .route("/api/v1/backups/{id}/restore", post(restores::start))
-        .route("/api/v1/restores", get(restores::list))
+        .route(
+            "/api/v1/restores",
+            get(restores::list).post(restores::create),
+        )
+        .route("/api/v1/restores/steps", post(restores::step))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router = Router::new()
         .route("/healthz", get(healthz))

@@ -75,6 +75,13 @@ pub struct Progress {
     pub error: Option<ErrorRecord>,
 }
 
+/// What restores inside the fleet act with: this node's engine as the restore user,
+/// and the fleet's API token for the peers.
+pub struct RestoreAccess {
+    pub engine: Arc<Engine>,
+    pub token: Option<String>,
+}
+
 pub struct Backups {
     cfg: BackupsConfig,
     store: S3Config,
@@ -98,6 +105,7 @@ impl Backups {
         keys: &S3Keys,
         age: crypt::Keys,
         metrics: Arc<Metrics>,
+        restore: RestoreAccess,
     ) -> Result<Option<Backups>, BackupError> {
         let Some(cfg) = config.backups.clone() else {
             return Ok(None);
@@ -124,7 +132,13 @@ impl Backups {
             metrics,
             current: Mutex::new(None),
             running: Arc::new(tokio::sync::Mutex::new(())),
-            restores: restore::Restores::new(&config.state_dir),
+            restores: restore::Restores::new(
+                &config.state_dir,
+                &config.node_name,
+                restore.engine,
+                config.peers.clone(),
+                restore.token,
+            ),
             age: Arc::new(age),
         }))
     }

@@ -43,6 +43,14 @@ pub struct BackupsConfig {
     /// `$CREDENTIALS_DIRECTORY`.
     #[serde(default)]
     pub age_identity_file: Option<std::path::PathBuf>,
+    /// The engine user fleet restores and node rebuilds act as (the rules in
+    /// `src/engine/restore.acl`, a user for nothing else); absent means the daemon's
+    /// own engine user, which then needs those rules (a dev fleet has no ACL at all).
+    #[serde(default)]
+    pub restore_user: Option<String>,
+    /// Its password. A secret: a relative path is looked up in `$CREDENTIALS_DIRECTORY`.
+    #[serde(default)]
+    pub restore_password_file: Option<std::path::PathBuf>,
     /// The store; absent means the one `[logs.s3]` names, with its credentials.
     #[serde(default)]
     pub s3: Option<S3Config>,
@@ -89,6 +97,12 @@ impl BackupsConfig {
                 format!(
                     "`{f}` must be letters, digits, `-`, `_` or `.` (it is part of object keys)"
                 ),
+            );
+        }
+        if self.restore_user.is_some() != self.restore_password_file.is_some() {
+            return p(
+                "restore_user",
+                "restore_user and restore_password_file go together".into(),
             );
         }
         if self.bgsave_timeout < Duration::from_secs(1) {

@@ -17,6 +17,8 @@ pub struct Secrets {
     pub backups_age_recipients: Option<String>,
     /// `[backups] age_identity_file`'s text (a secret key).
     pub backups_age_identity: Option<String>,
+    /// `[backups] restore_password_file`'s text.
+    pub backups_restore_password: Option<String>,
 }
 
 /// An S3 access key pair, read from files; `Debug` shows neither half.
@@ -84,9 +86,11 @@ impl Config {
         let backups = self.backups.as_ref();
         let recipients = backups.and_then(|b| b.age_recipients_file.clone());
         let identity = backups.and_then(|b| b.age_identity_file.clone());
+        let restore = backups.and_then(|b| b.restore_password_file.clone());
         Ok(Secrets {
             backups_age_recipients: optional("backups.age_recipients_file", &recipients)?,
             backups_age_identity: optional("backups.age_identity_file", &identity)?,
+            backups_restore_password: optional("backups.restore_password_file", &restore)?,
             engine_password: optional("engine.password_file", &self.engine.password_file)?,
             api_token: optional("api.token_file", &self.api.token_file)?,
             logs_s3,

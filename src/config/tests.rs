@@ -342,6 +342,16 @@ fn bad_backup_settings_are_named() {
             "at least 1h",
         ),
         ("keep_within = \"forever\"", "keep_within", "not a duration"),
+        (
+            "restore_user = \"keyfleet-restore\"",
+            "backups.restore_user",
+            "go together",
+        ),
+        (
+            "restore_password_file = \"pw\"",
+            "backups.restore_user",
+            "go together",
+        ),
     ] {
         let e = error_of(&minimal(&format!("{LOGS}[backups]\n{line}\n")));
         assert!(e.contains(key) && e.contains(says), "{line}: {e}");

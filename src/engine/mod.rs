@@ -21,8 +21,16 @@ use tokio::sync::Mutex;
 /// The ACL rules the daemon's engine user needs (after `reset`), one per item: exactly
 /// the commands this module sends. From `daemon.acl`, which the NixOS module reads too.
 pub fn daemon_acl_rules() -> Vec<&'static str> {
-    include_str!("daemon.acl")
-        .lines()
+    acl_rules(include_str!("daemon.acl"))
+}
+
+/// The ACL rules of the user in-fleet restores act as: `restore.acl`.
+pub fn restore_acl_rules() -> Vec<&'static str> {
+    acl_rules(include_str!("restore.acl"))
+}
+
+fn acl_rules(text: &'static str) -> Vec<&'static str> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect()

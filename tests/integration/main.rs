@@ -18,6 +18,7 @@ mod config_errors;
 mod daemon;
 mod dev_fleet;
 mod fixture;
+mod fleet_restore;
 mod logship;
 mod logship_failures;
 mod net_fixture;

@@ -91,7 +91,22 @@ fn refusals_change_nothing() {
             400,
             "restore_target_invalid",
         ),
-        (r#"{"mode":"fleet"}"#.into(), 400, "restore_request_invalid"),
+        (r#"{"mode":"fleet"}"#.into(), 400, "restore_unconfirmed"),
+        (
+            r#"{"mode":"fleet","confirm":true,"target":"127.0.0.1:1"}"#.into(),
+            400,
+            "restore_request_invalid",
+        ),
+        (
+            r#"{"mode":"rebuild"}"#.into(),
+            400,
+            "restore_request_invalid",
+        ),
+        (
+            r#"{"mode":"sideways"}"#.into(),
+            400,
+            "restore_request_invalid",
+        ),
         (r#"{"mode":"to"}"#.into(), 400, "restore_request_invalid"),
         ("not json".into(), 400, "restore_request_invalid"),
     ];

@@ -28,42 +28,52 @@ fn failed(message: String) -> BackupError {
 /// Waits for the target's replica connection on `listener`, authenticates it with
 /// `password`, and sends it `rdb_len` bytes of RDB from `rdb`. Returns the connection,
 /// which the caller keeps open until the target has loaded the data. Connections that
-/// do not authenticate are closed and the wait goes on.
+/// do not authenticate are closed and the wait goes on, for `HANDSHAKE` in all.
 pub async fn serve(
     listener: TcpListener,
     password: &str,
     rdb_len: u64,
     rdb: mpsc::Receiver<Bytes>,
 ) -> Result<TcpStream, BackupError> {
-    let deadline = tokio::time::Instant::now() + HANDSHAKE;
-    let stream = loop {
-        let accepted = tokio::time::timeout_at(deadline, listener.accept()).await;
-        let (stream, peer) = accepted
-            .map_err(|_| {
-                failed(format!(
-                    "the target did not connect for its sync within {HANDSHAKE:?}"
-                ))
-            })?
-            .map_err(|e| failed(format!("accepting the target's connection: {e}")))?;
-        match tokio::time::timeout_at(deadline, handshake(stream, password)).await {
-            Ok(Ok(stream)) => break stream,
-            Ok(Err(why)) => {
-                tracing::warn!(%peer, "restore: refused a replication connection: {why}")
-            }
-            Err(_) => {
-                return Err(failed(format!(
-                    "the target's sync handshake did not finish within {HANDSHAKE:?}"
-                )));
-            }
-        }
-    };
+    let stream = tokio::time::timeout(HANDSHAKE, accept(&listener, Some(password)))
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "the target did not connect and finish its sync handshake within {HANDSHAKE:?}"
+            ))
+        })??;
     send_payload(stream, rdb_len, rdb).await
 }
 
-/// Answers the handshake up to `PSYNC`; the connection must have sent the password.
-async fn handshake(stream: TcpStream, password: &str) -> Result<TcpStream, String> {
+/// Waits for a replica connection that completes the handshake (with `password`, when
+/// there is one) and returns it, ready for the payload. Others are closed and logged.
+pub(super) async fn accept(
+    listener: &TcpListener,
+    password: Option<&str>,
+) -> Result<TcpStream, BackupError> {
+    loop {
+        let (stream, peer) = listener
+            .accept()
+            .await
+            .map_err(|e| failed(format!("accepting the target's connection: {e}")))?;
+        match tokio::time::timeout(HANDSHAKE, handshake(stream, password)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(why)) => {
+                tracing::warn!(%peer, "restore: refused a replication connection: {why}")
+            }
+            Err(_) => tracing::warn!(
+                %peer,
+                "restore: a replication handshake did not finish within {HANDSHAKE:?}"
+            ),
+        }
+    }
+}
+
+/// Answers the handshake up to `PSYNC`; the connection must have sent the password,
+/// if there is one.
+async fn handshake(stream: TcpStream, password: Option<&str>) -> Result<TcpStream, String> {
     let mut conn = BufReader::new(stream);
-    let mut authed = false;
+    let mut authed = password.is_none();
     loop {
         let words = match read_value(&mut conn, 0).await {
             Ok(Value::Array(items)) => items
@@ -87,7 +97,8 @@ async fn handshake(stream: TcpStream, password: &str) -> Result<TcpStream, Strin
         let answer: &[u8] = match (name.as_str(), sub.as_str()) {
             ("PING" | "REPLPING", _) => b"+PONG\r\n",
             ("AUTH", _)
-                if words.last().map(String::as_str) == Some(password) && words.len() > 1 =>
+                if password.is_none_or(|p| words.last().map(String::as_str) == Some(p))
+                    && words.len() > 1 =>
             {
                 authed = true;
                 b"+OK\r\n"
@@ -118,7 +129,7 @@ async fn handshake(stream: TcpStream, password: &str) -> Result<TcpStream, Strin
     }
 }
 
-async fn send_payload(
+pub(super) async fn send_payload(
     mut stream: TcpStream,
     rdb_len: u64,
     mut rdb: mpsc::Receiver<Bytes>,

@@ -11,12 +11,19 @@ const KEEP: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// The backup restored.
+    /// Names the restore (and its session on every node); empty in records written
+    /// before it existed.
+    #[serde(default)]
+    pub id: String,
+    /// The backup restored; empty for a node rebuild, which copies a peer.
     pub backup: String,
-    /// "to" (an engine outside the mesh).
+    /// "to" (an engine outside the mesh), "fleet" or "rebuild".
     pub mode: String,
-    /// Where it went (`HOST:PORT`).
+    /// Where it went: `HOST:PORT`, the fleet's nodes, or the node rebuilt and its source.
     pub target: String,
+    /// The step running (fence, load, wipe, remesh, verify, finish), or where it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
     /// Who asked: the client's address and the user it named (`X-Keyfleet-User`).
     pub requested_by: String,
     pub requested_at: i64,
@@ -59,6 +66,23 @@ impl History {
         }
     }
 
+    /// Marks the restores a stopped daemon left running as failed: whatever they were
+    /// doing stopped with it.
+    pub fn mark_interrupted(&self, now: i64) {
+        for mut r in self.all().into_iter().filter(|r| r.outcome == "running") {
+            r.outcome = "failed".into();
+            r.finished_at = Some(now);
+            r.error = Some(Failure {
+                code: "restore_interrupted".into(),
+                message: format!(
+                    "the daemon stopped during phase {}; an in-fleet restore leaves the nodes read-only: run it again, or `keyfleet backup release --yes` on each node",
+                    r.phase.as_deref().unwrap_or("?")
+                ),
+            });
+            self.put(&r);
+        }
+    }
+
     /// Every record, oldest first. An unreadable file reads as empty (and is logged):
     /// the history must never stop a restore.
     pub fn all(&self) -> Vec<Record> {
@@ -76,14 +100,16 @@ impl History {
         }
     }
 
-    /// Adds `record`, or replaces the one with the same backup and request time.
+    /// The record of restore `id`.
+    pub fn get(&self, id: &str) -> Option<Record> {
+        self.all().into_iter().rev().find(|r| r.id == id)
+    }
+
+    /// Adds `record`, or replaces the one with the same id.
     pub fn put(&self, record: &Record) {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut all = self.load();
-        match all
-            .iter_mut()
-            .find(|r| r.backup == record.backup && r.requested_at == record.requested_at)
-        {
+        match all.iter_mut().find(|r| r.id == record.id) {
             Some(r) => *r = record.clone(),
             None => all.push(record.clone()),
         }
@@ -103,6 +129,8 @@ mod tests {
 
     fn record(backup: &str, at: i64) -> Record {
         Record {
+            id: format!("{backup}-{at}"),
+            phase: None,
             backup: backup.into(),
             mode: "to".into(),
             target: "127.0.0.1:1".into(),
@@ -142,5 +170,22 @@ mod tests {
         assert!(h.all().is_empty());
         h.put(&record("b", 1));
         assert_eq!(h.all().len(), 1);
+    }
+
+    #[test]
+    fn running_restores_are_failed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::new(dir.path());
+        let mut done = record("a", 1);
+        done.outcome = "complete".into();
+        h.put(&done);
+        let mut running = record("b", 2);
+        running.phase = Some("wipe".into());
+        h.put(&running);
+        h.mark_interrupted(9);
+        let b = h.get("b-2").unwrap();
+        assert_eq!(b.outcome, "failed");
+        assert_eq!(b.error.unwrap().code, "restore_interrupted");
+        assert_eq!(h.get("a-1").unwrap(), done);
     }
 }

@@ -1,0 +1,286 @@
+//! Fleet restore: afterwards every node holds exactly the backup's keys, nothing written
+//! after the backup and nothing deleted before it brought back by a merge. Coordinated
+//! by the node asked, which loads the backup itself:
+//!
+//! 1. `prepare` on every node; any node that cannot be asked or refuses ends the
+//!    restore here, before anything changed.
+//! 2. `fence` on every node: client writes refused (`READONLY`), every replication link
+//!    cut, a hold attached (`hold`). A failure puts every node back as it was.
+//! 3. Here: `wipe`, then the backup loaded through the hold and checked. A failure
+//!    wipes this node again and puts every node back (this one refills from its peers,
+//!    which still hold the data from before).
+//! 4. `wipe` on every peer. From here a failure leaves the fleet read-only and cut, its
+//!    data half replaced: the way on is to run the restore again (or `release` to
+//!    take it as it is), never an automatic re-mesh that would merge old data back.
+//! 5. `remesh` on every node, and wait until every link is up and synced: the empty
+//!    peers take this node's data.
+//! 6. Verify: keys per db equal on every node, and a sample of values equal.
+//! 7. `finish` on every node: the holds go, client writes are allowed again; then
+//!    `cancel` ends the sessions.
+
+use super::super::{BackupError, Backups, Manifest};
+use super::fetch;
+use super::history::Record;
+use super::members::{Member, Members};
+use super::session::StepAnswer;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SAMPLE: usize = 200;
+
+impl Backups {
+    /// Checks, prepares every node and starts a fleet restore of `backup`; the record
+    /// comes back at once and the history has the outcome later.
+    pub async fn restore_fleet(
+        self: &Arc<Self>,
+        backup: &str,
+        requested_by: &str,
+    ) -> Result<Record, BackupError> {
+        let manifest = self.restorable(backup).await?;
+        let guard = self.restores.one_at_a_time()?;
+        let id = super::new_id()?;
+        let members = self.restores.members(id.clone());
+        let all = members.all();
+        if let Err(e) = members.each(&all, "prepare").await {
+            let _ = members.each(&all, "cancel").await;
+            return Err(e);
+        }
+        let names: Vec<&str> = all.iter().map(|m| members.name(*m)).collect();
+        let record = self.restores.record(
+            &id,
+            backup,
+            "fleet",
+            &format!("every node: {}", names.join(", ")),
+            requested_by,
+            manifest.keys.clone(),
+        );
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = guard;
+            let members = me.restores.members(id.clone());
+            let result = me.fleet(&members, &manifest).await;
+            me.restores.finished(&me.metrics, &id, result);
+        });
+        Ok(record)
+    }
+
+    async fn fleet(
+        &self,
+        members: &Members<'_>,
+        m: &Manifest,
+    ) -> Result<BTreeMap<String, u64>, BackupError> {
+        let all = members.all();
+        let peers: Vec<Member> = all[1..].to_vec();
+        let phase = |p: &str| self.restores.phase(&members.session, p);
+
+        phase("fence");
+        if let Err(e) = members.each(&all, "fence").await {
+            return Err(self.put_back(members, e, "nothing was changed").await);
+        }
+
+        phase("load");
+        let loaded = self.load_here(members, m).await;
+        let loaded = match loaded {
+            Ok(state) => state,
+            Err(e) => {
+                // What was loaded goes again before the peers' data flows back in.
+                let wiped = members
+                    .sessions
+                    .with_local(&members.session, async |l| l.wipe().await)
+                    .await;
+                return Err(match wiped {
+                    Ok(_) => {
+                        self.put_back(
+                            members,
+                            e,
+                            "this node was emptied and refilled from its peers",
+                        )
+                        .await
+                    }
+                    Err(w) => left_fenced(
+                        e,
+                        &format!("and emptying this node again failed: {}", w.message),
+                    ),
+                });
+            }
+        };
+
+        phase("wipe");
+        members
+            .each(&peers, "wipe")
+            .await
+            .map_err(|e| left_fenced(e, "some peers may already be empty"))?;
+
+        phase("remesh");
+        members
+            .each(&all, "remesh")
+            .await
+            .map_err(|e| left_fenced(e, "while linking the nodes again"))?;
+        converged(members, &all, Duration::from_secs(3600))
+            .await
+            .map_err(|e| left_fenced(e, "while the peers synced from this node"))?;
+
+        phase("verify");
+        verify(members, &all, &loaded.keys)
+            .await
+            .map_err(|e| left_fenced(e, "the nodes do not agree after the restore"))?;
+
+        phase("finish");
+        members.each(&all, "finish").await?;
+        members.each(&all, "cancel").await?;
+        Ok(loaded.keys)
+    }
+
+    /// Empties this node and loads the backup into it through its hold.
+    async fn load_here(
+        &self,
+        members: &Members<'_>,
+        m: &Manifest,
+    ) -> Result<super::local::NodeState, BackupError> {
+        members
+            .sessions
+            .with_local(&members.session, async |local| {
+                local.wipe().await?;
+                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                let (loaded, fetched) = tokio::join!(
+                    local.load(m.rdb_bytes, rx),
+                    fetch::rdb(&self.client, m, self.age.clone(), tx)
+                );
+                fetched?;
+                loaded
+            })
+            .await
+    }
+
+    /// After a failure that changed no data for good: every node back as configured.
+    pub(super) async fn put_back(
+        &self,
+        members: &Members<'_>,
+        e: BackupError,
+        what: &str,
+    ) -> BackupError {
+        let all = members.all();
+        match members.each(&all, "release").await {
+            Ok(_) => BackupError::new(
+                e.code,
+                format!(
+                    "{} ({what}; every node is linked as configured and takes writes again)",
+                    e.message
+                ),
+            ),
+            Err(r) => BackupError::new(
+                e.code,
+                format!(
+                    "{} ({what}; putting the nodes back failed too: {}; run `keyfleet backup release` on each node)",
+                    e.message, r.message
+                ),
+            ),
+        }
+    }
+}
+
+fn left_fenced(e: BackupError, why: &str) -> BackupError {
+    BackupError::new(
+        e.code,
+        format!(
+            "{} ({why}). The fleet is left read-only with its links cut, so that no old data merges back: run the fleet restore again, or `keyfleet backup release --yes` on each node to take the data as it is",
+            e.message
+        ),
+    )
+}
+
+/// Waits until every member's links are all up and synced and none is loading.
+pub(super) async fn converged(
+    members: &Members<'_>,
+    ms: &[Member<'_>],
+    limit: Duration,
+) -> Result<Vec<StepAnswer>, BackupError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let states = members.each(ms, "state").await?;
+        let expected = ms.len().saturating_sub(1);
+        let done = states.iter().all(|a| {
+            !a.state.loading
+                && a.state.masters.values().all(|up| *up)
+                && a.state.masters.len() >= expected
+        });
+        if done {
+            return Ok(states);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(BackupError::new(
+                "restore_failed",
+                format!("the nodes did not sync within {limit:?}: {states:?}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Keys per db equal to `expected` on every member (given a few seconds to settle), and
+/// a sample of values equal across members.
+pub(super) async fn verify(
+    members: &Members<'_>,
+    ms: &[Member<'_>],
+    expected: &BTreeMap<String, u64>,
+) -> Result<(), BackupError> {
+    let mismatch = |m: String| BackupError::new("restore_verify_failed", m);
+    let mut tries = 0;
+    loop {
+        let states = members.each(ms, "state").await?;
+        let off: Vec<String> = states
+            .iter()
+            .filter(|a| nonzero(&a.state.keys) != nonzero(expected))
+            .map(|a| format!("{} holds {:?}", a.node, nonzero(&a.state.keys)))
+            .collect();
+        if off.is_empty() {
+            break;
+        }
+        tries += 1;
+        if tries > 20 {
+            return Err(mismatch(format!(
+                "keys per db differ from the {:?} loaded: {}",
+                nonzero(expected),
+                off.join("; ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut ask = members.request("keys");
+    ask.count = Some(SAMPLE);
+    let keys = members.on(ms[0], &ask).await?.keys;
+    let mut suspects = keys;
+    for round in 0..2 {
+        let mut ask = members.request("digests");
+        ask.keys = suspects.clone();
+        let answers = futures::future::join_all(ms.iter().map(|m| members.on(*m, &ask))).await;
+        let answers: Vec<StepAnswer> = answers.into_iter().collect::<Result<_, _>>()?;
+        suspects = (0..suspects.len())
+            .filter(|i| {
+                answers
+                    .iter()
+                    .any(|a| a.digests.get(*i) != answers[0].digests.get(*i))
+            })
+            .map(|i| suspects[i].clone())
+            .collect();
+        if suspects.is_empty() {
+            return Ok(());
+        }
+        if round == 0 {
+            // Re-checked once after the links have had time to carry the last writes.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    suspects.truncate(5);
+    Err(mismatch(format!(
+        "sampled values differ between nodes, e.g. {suspects:?}"
+    )))
+}
+
+fn nonzero(keys: &BTreeMap<String, u64>) -> BTreeMap<&str, u64> {
+    keys.iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(db, n)| (db.as_str(), *n))
+        .collect()
+}
