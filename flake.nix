@@ -150,6 +150,7 @@
           multi-master = vmTest ./nixos-tests/multi-master.nix;
           monitoring = vmTest ./nixos-tests/monitoring.nix;
           logs = vmTest ./nixos-tests/logs.nix;
+          backups = vmTest ./nixos-tests/backups.nix;
         }
         // lib.mapAttrs' (
           name: host: lib.nameValuePair "host-${name}" host.config.system.build.toplevel

@@ -36,6 +36,13 @@
 # the system picks. The firewall (modules/firewall.nix) opens no such port, so from a
 # fleet node restore into an engine on the node itself (`--to 127.0.0.1:PORT`,
 # `--scratch`); one on another machine cannot connect back.
+#
+# In-fleet restores (`keyfleet backup restore ID --fleet`, `keyfleet backup rebuild`)
+# act on each node's own engine as the restore user (backups.restore: an ACL user with
+# the rules in src/engine/restore.acl, which modules/keydb-acl.nix creates); the node's
+# engine connects to a listener of its daemon's on the address the daemon reaches it by
+# (loopback), so that traffic stays on the node. The daemons ask each other through
+# their APIs.
 { config, lib, ... }:
 
 let
@@ -54,6 +61,8 @@ let
   # And of the age keys: the recipients are public, the identity is a secret.
   ageRecipientsCredential = "backups-age-recipients";
   ageIdentityCredential = "backups-age-identity";
+  # And of the restore user's password.
+  restorePasswordCredential = "backups-restore-password";
 
   inherit (klib) duration seconds;
 
@@ -271,6 +280,38 @@ in
       };
     };
 
+    restore = {
+      user = lib.mkOption {
+        type = klib.aclUserName;
+        default = "keyfleet-restore";
+        description = ''
+          ACL user of the engine that fleet restores and node rebuilds
+          (`keyfleet backup restore ID --fleet`, `keyfleet backup rebuild`) act as, on
+          every node: it turns `replica-read-only` on and off (`CONFIG SET`), reads
+          `active-replica` and `masterauth` (`CONFIG GET`), cuts and restores
+          replication links (`REPLICAOF`) and reads keys to compare the nodes afterwards
+          (`SCAN`, `DUMP`): the rules in `src/engine/restore.acl`. Nothing else uses it.
+          A user of its own: not the daemon's, the replication or an application user.
+        '';
+      };
+      passwordFile = lib.mkOption {
+        type = lib.types.nullOr klib.secretFile;
+        default = null;
+        description = ''
+          File holding the restore user's password (letters, digits and `._~+/=-`, as
+          `openssl rand -base64 32` makes). When set, the engine gets the user (its
+          password stored as SHA-256 only) and the daemon its password with
+          `LoadCredential=` (as `${restorePasswordCredential}`). Setting it restarts the
+          engine once: it writes its ACL users when it starts. Null: no restore user,
+          and on an engine with ACLs (as this module makes it) fleet restore and node
+          rebuild are refused with `restore_no_permission` before anything changes, the
+          daemon's own engine user lacking those rules. Restores outside the fleet
+          (`--to`, `--scratch`) do not need it.
+        '';
+        example = "/run/secrets/keyfleet/backups-restore-password";
+      };
+    };
+
     s3 = lib.mkOption {
       type = lib.types.nullOr (lib.types.submodule s3Module);
       default = null;
@@ -309,6 +350,10 @@ in
       age_identity_file = ageIdentityCredential;
     }
     // lib.optionalAttrs (bcfg.keepWithin != null) { keep_within = bcfg.keepWithin; }
+    // lib.optionalAttrs (bcfg.restore.passwordFile != null) {
+      restore_user = bcfg.restore.user;
+      restore_password_file = restorePasswordCredential;
+    }
     // lib.optionalAttrs (bcfg.s3 != null) {
       s3 = {
         inherit (bcfg.s3)
@@ -344,6 +389,9 @@ in
       ) "${ageRecipientsCredential}:${bcfg.encryption.recipientsFile}"
       ++ lib.optional (
         bcfg.encryption.identityFile != null
-      ) "${ageIdentityCredential}:${bcfg.encryption.identityFile}";
+      ) "${ageIdentityCredential}:${bcfg.encryption.identityFile}"
+      ++ lib.optional (
+        bcfg.restore.passwordFile != null
+      ) "${restorePasswordCredential}:${bcfg.restore.passwordFile}";
   };
 }

@@ -2,7 +2,8 @@
 # ExecStartPre script of the keydb service reads them from LoadCredential= files and
 # writes /run/keydb/secrets.conf (0600), which the rendered engine config includes last.
 # Passwords are stored there as SHA-256 only, except masterauth, which the engine must
-# send to its peers.
+# send to its peers. With backups and services.keyfleet.backups.restore.passwordFile,
+# the restore user (modules/backups.nix) is one of them.
 {
   config,
   lib,
@@ -13,14 +14,34 @@
 let
   cfg = config.services.keyfleet;
   ecfg = cfg.engine;
+  rcfg = cfg.backups.restore;
   klib = import ./lib.nix { inherit lib; };
 
-  aclUserName = lib.types.strMatching "[A-Za-z0-9._-]+";
+  inherit (klib) aclUserName;
 
-  # The daemon's rules: one per line in src/engine/daemon.acl, comments dropped.
-  daemonRules = lib.filter (l: l != "" && !lib.hasPrefix "#" l) (
-    map lib.trim (lib.splitString "\n" (builtins.readFile ../src/engine/daemon.acl))
-  );
+  # One rule per line of an ACL file, comments dropped.
+  aclFileRules =
+    file:
+    lib.filter (l: l != "" && !lib.hasPrefix "#" l) (
+      map lib.trim (lib.splitString "\n" (builtins.readFile file))
+    );
+  # The daemon's rules (src/engine/daemon.acl) and the restore user's
+  # (src/engine/restore.acl).
+  daemonRules = aclFileRules ../src/engine/daemon.acl;
+  restoreRules = aclFileRules ../src/engine/restore.acl;
+
+  # The restore user exists with backups and its password (modules/backups.nix).
+  restoreUser = cfg.backups.enable && rcfg.passwordFile != null;
+  # The other user whose name it takes, if any: one entry of aclUsers would hide the other.
+  restoreClash =
+    if rcfg.user == ecfg.user then
+      "the daemon's user (services.keyfleet.engine.user)"
+    else if rcfg.user == ecfg.replication.user then
+      "the replication user (services.keyfleet.engine.replication.user)"
+    else if ecfg.users ? ${rcfg.user} then
+      "an application user (services.keyfleet.engine.users.${rcfg.user})"
+    else
+      null;
 
   # The keydb service's RuntimeDirectory (modules/keydb.nix): systemd creates it, owned
   # by keydb, before ExecStartPre runs.
@@ -86,14 +107,22 @@ let
       credential = "user-${name}";
       source = user.passwordFile;
       inherit (user) rules;
-    }) ecfg.users;
+    }) ecfg.users
+    // lib.optionalAttrs restoreUser {
+      ${rcfg.user} = {
+        credential = "restore-password";
+        source = rcfg.passwordFile;
+        rules = restoreRules;
+      };
+    };
 
   credentials =
     lib.optional (ecfg.passwordFile != null) "engine-password:${ecfg.passwordFile}"
     ++ lib.optional (
       ecfg.replication.passwordFile != null
     ) "replication-password:${ecfg.replication.passwordFile}"
-    ++ lib.mapAttrsToList (name: user: "user-${name}:${user.passwordFile}") ecfg.users;
+    ++ lib.mapAttrsToList (name: user: "user-${name}:${user.passwordFile}") ecfg.users
+    ++ lib.optional restoreUser "restore-password:${rcfg.passwordFile}";
 
   # The arguments of keydb-write-secrets.sh, each quoted for the shell.
   secretsArgs = [
@@ -202,6 +231,10 @@ in
           lib.attrNames ecfg.users
         );
         message = "services.keyfleet.engine.users: ACL user names use A-Z a-z 0-9 ._- only (got ${lib.concatStringsSep ", " (lib.attrNames ecfg.users)}).";
+      }
+      {
+        assertion = !restoreUser || restoreClash == null;
+        message = "services.keyfleet.backups.restore.user `${rcfg.user}` is also ${restoreClash}; the restore user must be a user of its own, with only the rules in src/engine/restore.acl.";
       }
     ];
 

@@ -1,7 +1,7 @@
-# Pure helpers the keyfleet modules share: the type of every secret-file option, the
-# size and duration types of the daemon's TOML, IP address checks for what goes into
-# firewall rules, address formatting, and the assertions on an S3 store. No options,
-# no config.
+# Pure helpers the keyfleet modules share: the types of every secret-file option and of
+# ACL user names, the size and duration types of the daemon's TOML, IP address checks
+# for what goes into firewall rules, address formatting, and the assertions on an S3
+# store. No options, no config.
 { lib }:
 
 let
@@ -109,6 +109,9 @@ in
     inStore = false;
     absolute = true;
   };
+
+  # The name of an ACL user of the engine (modules/keydb-write-secrets.sh checks the same).
+  aclUserName = lib.types.strMatching "[A-Za-z0-9._-]+";
 
   # An IPv4 or IPv6 address, as written in a firewall rule: no host name, no prefix.
   isIPAddress = s: isIPv4 s || isIPv6 s;

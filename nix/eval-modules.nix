@@ -168,6 +168,7 @@ let
     multiMaster = vmTest ../nixos-tests/multi-master.nix;
     monitoring = vmTest ../nixos-tests/monitoring.nix;
     logs = vmTest ../nixos-tests/logs.nix;
+    backups = vmTest ../nixos-tests/backups.nix;
   };
 
   # Bad configurations, each of which must fail with its own assertion.
@@ -214,6 +215,22 @@ let
     ];
     redisWithoutPrimary = node1With [ { services.keyfleet.engine.kind = "redis"; } ];
   }
+  # The restore user taking another ACL user's name.
+  //
+    lib.mapAttrs
+      (
+        _: user:
+        node1With (withBackups {
+          restore = restoreUser // {
+            inherit user;
+          };
+        })
+      )
+      {
+        restoreUserIsDaemon = "keyfleet";
+        restoreUserIsReplication = "replication";
+        restoreUserIsApp = "app";
+      }
   // lib.mapAttrs' (name: extra: lib.nameValuePair "logs/${name}" (node1With extra)) badLogs
   // lib.mapAttrs' (name: extra: lib.nameValuePair "backups/${name}" (node1With extra)) badBackups;
 
@@ -244,6 +261,11 @@ let
     pathStyle = false;
     accessKeyIdFile = "/run/secrets/keyfleet/backups-s3-access-key-id";
     secretAccessKeyFile = "/run/secrets/keyfleet/backups-s3-secret-access-key";
+  };
+  # The restore user, under a name of its own.
+  restoreUser = {
+    user = "restorer";
+    passwordFile = "/run/secrets/keyfleet/backups-restore-password";
   };
   withBackups = settings: [
     {
@@ -277,6 +299,7 @@ let
         s3 = backupsStore;
       }
       ++ [ { services.keyfleet.logs.enable = lib.mkForce false; } ];
+    restoreUser = withBackups { restore = restoreUser; };
   };
 
   # Bad backup settings, each of which must fail with its own assertion. The daemon's
@@ -380,9 +403,10 @@ in
     ) badBackups;
     # What backups change in the engine's unit (the data directory's mode, the UMask)
     # does not depend on how they are made: changing a backup setting never restarts
-    # the engine.
+    # the engine. The restore user is the exception: an ACL user of the engine, it
+    # changes the unit's secrets script and credentials, and nothing else.
     engineUnitWithBackups = lib.mapAttrs (_: extra: (node1Config extra).systemd.services.keydb) ({
-      inherit (goodBackups) sharedStore everything;
+      inherit (goodBackups) sharedStore everything restoreUser;
       otherSchedule = withBackups { schedule = "every 1h"; };
     });
     # The same host without log shipping: no [logs] table, no credentials, no log

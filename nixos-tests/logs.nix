@@ -1,8 +1,8 @@
-# Log shipping to S3, against garage on a host of its own. The engine's log (DEBUG LOG
-# markers) and the daemon's access log reach the bucket as zstd segments under
-# PREFIX/NODE/SOURCE/YYYY/MM/DD/; with garage stopped, new segments wait on the node and
-# `keyfleet logs flush` fails (exit 1, "shipped": false); with garage started again,
-# they arrive.
+# Log shipping to S3, against garage on a host of its own (./garage.nix). The engine's
+# log (DEBUG LOG markers) and the daemon's access log reach the bucket as zstd segments
+# under PREFIX/NODE/SOURCE/YYYY/MM/DD/; with garage stopped, new segments wait on the
+# node and `keyfleet logs flush` fails (exit 1, "shipped": false); with garage started
+# again, they arrive.
 #
 # Backups share the log store (services.keyfleet.backups.s3 is null): `keyfleet backup
 # create` puts a zstd snapshot and its manifest under PREFIX/backups/FLEET/, reading the
@@ -28,38 +28,7 @@ in
   name = "keyfleet-logs";
 
   nodes = {
-    s3 =
-      { pkgs, ... }:
-      {
-        # garage's RPC secret, a test-only fixture (./secrets.nix): the garage module
-        # reads it from environmentFile, in the service and in its `garage` CLI alike.
-        imports = [
-          (import ./secrets.nix {
-            garage-environment = "GARAGE_RPC_SECRET=0501707434caded63fda1a4289a4262d63b71995727341ad85b98cbdb7e13ab3";
-          })
-        ];
-        services.garage = {
-          enable = true;
-          package = pkgs.garage_2;
-          environmentFile = "/etc/keyfleet-test/garage-environment";
-          settings = {
-            replication_factor = 1;
-            rpc_bind_addr = "127.0.0.1:3901";
-            rpc_public_addr = "127.0.0.1:3901";
-            s3_api = {
-              s3_region = region;
-              api_bind_addr = "[::]:3900";
-            };
-          };
-        };
-        networking.firewall.allowedTCPPorts = [ 3900 ];
-        environment.systemPackages = [
-          pkgs.minio-client
-          pkgs.zstd
-        ];
-        # garage wants a gigabyte of free disk.
-        virtualisation.diskSize = 2048;
-      };
+    s3 = import ./garage.nix { inherit region; };
 
     node1 =
       { lib, nodes, ... }:

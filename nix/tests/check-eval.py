@@ -5,8 +5,10 @@
 Prints one line per check that passes, every problem at the end, and exits 1 on any.
 """
 
+import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -77,11 +79,25 @@ OPTIONAL_S3_KEYS = {"timeout"}
 CREDENTIALS = {"access_key_id_file": "logs-s3-access-key-id", "secret_access_key_file": "logs-s3-secret-access-key"}
 
 
+def credential_sources(unit):
+    """name -> the files a unit's LoadCredential= entries of that name read."""
+    sources = {}
+    for entry in unit["serviceConfig"].get("LoadCredential", []):
+        name, source = entry.split(":", 1)
+        sources.setdefault(name, []).append(source)
+    return sources
+
+
 def check_daemon_unit(label, node):
     """What the daemon's unit has with and without logs: a user of its own in the keydb
-    group, its state directory, and the state_dir the TOML names."""
+    group, its state directory, and the state_dir the TOML names. No file a credential
+    comes from is named in the TOML, which names credentials only."""
     unit = node["keyfleetService"]["serviceConfig"]
     wrong = []
+    toml_text = json.dumps(node["settings"])
+    for service in ("keyfleetService", "keydbService"):
+        for name, sources in credential_sources(node[service]).items():
+            wrong += [f"{service} credential {name}'s file {s} is in the TOML" for s in sources if s in toml_text]
     if node["settings"].get("state_dir") != "/var/lib/keyfleet":
         wrong.append(f"state_dir {node['settings'].get('state_dir')!r}")
     if unit.get("StateDirectory") != "keyfleet" or unit.get("User") != "keyfleet" or "DynamicUser" in unit:
@@ -148,7 +164,16 @@ def check_logs(label, node):
 
 DATA_DIR = "/var/lib/keydb"
 BACKUPS_KEYS = {"fleet", "compression", "bgsave_timeout"}
-OPTIONAL_BACKUPS_KEYS = {"schedule", "keep_last", "keep_within", "s3", "age_recipients_file", "age_identity_file"}
+OPTIONAL_BACKUPS_KEYS = {
+    "schedule",
+    "keep_last",
+    "keep_within",
+    "s3",
+    "age_recipients_file",
+    "age_identity_file",
+    "restore_user",
+    "restore_password_file",
+}
 # The age key files, named relative in the TOML and handed over by LoadCredential=.
 AGE_CREDENTIALS = {
     "age_recipients_file": "backups-age-recipients",
@@ -161,6 +186,56 @@ BACKUPS_CREDENTIALS = {
     "access_key_id_file": "backups-s3-access-key-id",
     "secret_access_key_file": "backups-s3-secret-access-key",
 }
+
+
+# The restore user's password: a credential of the daemon (named in the TOML) and of the
+# engine (whose secrets script creates the user with the rules of src/engine/restore.acl).
+RESTORE_CREDENTIAL = "backups-restore-password"
+ENGINE_RESTORE_CREDENTIAL = "restore-password"
+DENIED = ["-@scripting", "-@hyperloglog"]
+with open("src/engine/restore.acl") as f:
+    RESTORE_RULES = [l.strip() for l in f if l.strip() and not l.strip().startswith("#")]
+
+
+def secrets_users(node):
+    """name -> (credential, source, rules) of every --user of the engine's secrets script."""
+    line = next(l for l in node["secretsScript"].splitlines() if l.startswith("set -- "))
+    args = shlex.split(line)[2:]
+    users = {}
+    while args:
+        if args[0] == "--user":
+            users[args[1]] = (args[2], args[3], args[4])
+            args = args[5:]
+        elif args[0] == "--masterauth":
+            args = args[4:]
+        else:
+            args = args[1:]
+    return users
+
+
+def check_restore_user(node):
+    """With backups: the restore user in the TOML (its name and credential name), its
+    password by LoadCredential= to the daemon and to the engine from one file outside the
+    store, and the engine's secrets script creating it with exactly restore.acl's rules;
+    or none of it. A list of what is wrong, and what is right."""
+    backups = node["settings"]["backups"]
+    daemon = credential_sources(node["keyfleetService"]).get(RESTORE_CREDENTIAL, [])
+    engine = credential_sources(node["keydbService"]).get(ENGINE_RESTORE_CREDENTIAL, [])
+    users = {n: u for n, u in secrets_users(node).items() if u[0] == ENGINE_RESTORE_CREDENTIAL}
+    if "restore_user" not in backups and "restore_password_file" not in backups:
+        if daemon or engine or users:
+            return [f"no restore user in the TOML, but credentials {daemon} {engine}, users {sorted(users)}"], ""
+        return [], ""
+    user = backups.get("restore_user")
+    wrong = []
+    if backups.get("restore_password_file") != RESTORE_CREDENTIAL:
+        wrong.append(f"backups.restore_password_file = {backups.get('restore_password_file')!r}, not {RESTORE_CREDENTIAL!r}")
+    if len(daemon) != 1 or not daemon[0].startswith("/") or daemon[0].startswith("/nix/store") or engine != daemon:
+        wrong.append(f"the restore password: daemon LoadCredential {daemon}, engine LoadCredential {engine}")
+    expected = (ENGINE_RESTORE_CREDENTIAL, daemon[0] if daemon else None, " ".join(RESTORE_RULES + DENIED))
+    if list(users) != [user] or users[user] != expected:
+        wrong.append(f"the secrets script's restore user: {users}, expected {user!r}: {expected}")
+    return wrong, f"; restore user {user} ({' '.join(RESTORE_RULES)}) by LoadCredential= to both units"
 
 
 def check_backups(label, node):
@@ -214,6 +289,9 @@ def check_backups(label, node):
                 store += f"; {key} by LoadCredential= as {credential}"
         elif sources:
             wrong.append(f"LoadCredential {credential} without backups.{key}")
+    restore_wrong, restore = check_restore_user(node)
+    wrong += restore_wrong
+    store += restore
     if data_dir_rules != [f"d {DATA_DIR} 0750 keydb keydb - -"]:
         wrong.append(f"tmpfiles for {DATA_DIR}: {data_dir_rules}")
     if (engine.get("StateDirectoryMode"), engine.get("UMask")) != ("0750", "0027"):
@@ -253,10 +331,28 @@ for case, node in sorted(checks["backups"].items()):
         problems.append(f"host node1 with backups ({case}): assertions failed: {node['failedAssertions']}")
     check_node(f"host node1 with backups ({case})", node)
 units = checks["engineUnitWithBackups"]
+restore_unit = units.pop("restoreUser")
 if any(unit != units["sharedStore"] for unit in units.values()):
     problems.append(f"the engine's unit depends on backup settings: {sorted(units)}")
 else:
     print(f"engine unit: the same whatever the backup settings ({', '.join(sorted(units))})")
+
+
+def differs(a, b):
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+# The restore user changes the secrets script and the credentials, nothing else.
+shared = units["sharedStore"]
+if differs(restore_unit, shared) != ["serviceConfig"] or differs(
+    restore_unit["serviceConfig"], shared["serviceConfig"]
+) != ["ExecStartPre", "LoadCredential"]:
+    problems.append(
+        f"the restore user changes the engine's unit in {differs(restore_unit, shared)}"
+        f" {differs(restore_unit.get('serviceConfig', {}), shared['serviceConfig'])}"
+    )
+else:
+    print("engine unit: the restore user changes its secrets script and credentials only")
 
 for test, nodes in sorted(checks["vmTests"].items()):
     for name, node in sorted(nodes.items()):
@@ -268,6 +364,9 @@ if "logs" not in checks["vmTests"]["logs"]["node1"]["settings"]:
     problems.append("VM test logs node1 does not ship logs")
 if "backups" not in checks["vmTests"]["logs"]["node1"]["settings"]:
     problems.append("VM test logs node1 does not back up")
+for name, node in sorted(checks["vmTests"]["backups"].items()):
+    if "settings" in node and "restore_user" not in node["settings"].get("backups", {}):
+        problems.append(f"VM test backups node {name} has no restore user")
 
 for case, messages in sorted(checks["bad"].items()):
     if len(messages) != 1:
@@ -359,21 +458,38 @@ print(
 )
 
 # The secrets script exactly as the module writes it for node1, on this host's tools.
-script = [
-    line
-    for line in checks["hosts"]["node1"]["secretsScript"].splitlines()
-    if not line.startswith("export PATH=/nix/store/")
-]
 secrets_conf = os.path.join(work, "secrets.conf")
-path = os.path.join(work, "node1-write-secrets.sh")
-with open(path, "w") as f:
-    f.write("\n".join(script).replace("/run/keydb/secrets.conf", secrets_conf) + "\n")
 creds = os.path.join(work, "credentials")
 os.makedirs(creds, exist_ok=True)
-for cred in ("engine-password", "replication-password", "user-app"):
+env = dict(os.environ, CREDENTIALS_DIRECTORY=creds)
+
+
+def secrets_script(name, node):
+    """The node's secrets script, writing to WORK/secrets.conf, as a file to run."""
+    script = [line for line in node["secretsScript"].splitlines() if not line.startswith("export PATH=/nix/store/")]
+    path = os.path.join(work, f"{name}-write-secrets.sh")
+    with open(path, "w") as f:
+        f.write("\n".join(script).replace("/run/keydb/secrets.conf", secrets_conf) + "\n")
+    return path
+
+
+path = secrets_script("node1", checks["hosts"]["node1"])
+for cred in ("engine-password", "replication-password", "user-app", ENGINE_RESTORE_CREDENTIAL):
     with open(os.path.join(creds, cred), "w") as f:
         f.write("good-pw\n")
-env = dict(os.environ, CREDENTIALS_DIRECTORY=creds)
+
+# With the restore user: its line, the password's SHA-256 and restore.acl's rules.
+restore_node = checks["backups"]["restoreUser"]
+restore_user = restore_node["settings"]["backups"].get("restore_user")
+run = subprocess.run(["bash", secrets_script("restore", restore_node)], env=env, capture_output=True, text=True)
+line = f"user {restore_user} reset on #{hashlib.sha256(b'good-pw').hexdigest()} {' '.join(RESTORE_RULES + DENIED)}\n"
+if run.returncode != 0 or line not in open(secrets_conf).read():
+    problems.append(f"the secrets script with the restore user: {run.returncode} {run.stderr}, no line {line!r}")
+else:
+    print(f"secrets script with the restore user: writes {line.split(' #')[0]} with restore.acl's rules")
+if os.path.exists(secrets_conf):
+    os.remove(secrets_conf)
+
 good = subprocess.run(["bash", path], env=env, capture_output=True, text=True)
 written = open(secrets_conf).read() if good.returncode == 0 else ""
 if "masterauth good-pw\n" not in written or "\nuser app reset on #" not in written:
