@@ -11,6 +11,7 @@
 
 use crate::client::{ClientArgs, ClientError, Method, call};
 use crate::scratch::{Scratch, wait_for_signal};
+use crate::status::human_bytes;
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -236,9 +237,13 @@ async fn follow(
         match mine {
             Some(r) if r["outcome"] != "running" => break r,
             Some(r) if tty => {
+                let sent = match (r["sent_bytes"].as_u64(), r["rdb_bytes"].as_u64()) {
+                    (Some(s), Some(t)) => format!("{} of {} RDB ", human_bytes(s), human_bytes(t)),
+                    _ => String::new(),
+                };
                 eprint!(
-                    "\r{what}: {:<8} {:.0}s   ",
-                    r["phase"].as_str().unwrap_or("starting"),
+                    "\r{what}: {:<8} {sent}{:.0}s   ",
+                    r["phase"].as_str().unwrap_or("loading"),
                     t0.elapsed().as_secs_f64()
                 );
                 let _ = std::io::stderr().flush();

@@ -22,9 +22,11 @@ pub(super) fn configured(state: &State) -> Result<&Arc<Backups>, ApiError> {
 /// gateway, a backup already running a conflict, the rest the daemon's own.
 pub(super) fn answer(e: BackupError) -> ApiError {
     let status = match e.code {
-        "backup_in_progress" | "restore_in_progress" | "restore_session_unknown" => {
-            StatusCode::CONFLICT
-        }
+        "backup_in_progress"
+        | "restore_in_progress"
+        | "restore_session_unknown"
+        | "backups_not_configured"
+        | "restore_fleet_mismatch" => StatusCode::CONFLICT,
         "backup_not_found" => StatusCode::NOT_FOUND,
         "restore_target_invalid" | "restore_step_invalid" => StatusCode::BAD_REQUEST,
         "restore_engine_unsupported" | "restore_not_isolated" | "restore_no_source" => {

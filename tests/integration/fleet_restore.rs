@@ -131,11 +131,14 @@ fn a_fleet_restore_brings_every_node_back_to_the_backup_and_refuses_writes_meanw
         let port = ports[1];
         std::thread::spawn(move || {
             let mut c = conn(port);
-            let (mut ok, mut readonly, mut other) = (Vec::new(), 0, Vec::new());
+            // Writes that succeeded before the first READONLY, and after it.
+            let (mut early, mut ok, mut readonly, mut other) =
+                (Vec::new(), Vec::new(), 0, Vec::new());
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 let key = format!("w:{n}");
                 match redis::cmd("SET").arg(&key).arg("1").query::<()>(&mut c) {
+                    Ok(()) if readonly == 0 => early.push(key),
                     Ok(()) => ok.push(key),
                     Err(e) if e.code() == Some("READONLY") => readonly += 1,
                     Err(e) => other.push(e.to_string()),
@@ -143,18 +146,23 @@ fn a_fleet_restore_brings_every_node_back_to_the_backup_and_refuses_writes_meanw
                 n += 1;
                 std::thread::sleep(Duration::from_millis(2));
             }
-            (ok, readonly, other)
+            (early, ok, readonly, other)
         })
     };
 
     // Coordinated by node3, which did not take the backup.
     let (code, record, err) = cli(&fleet, 2, &["restore", &id, "--fleet", "--yes"]);
     stop.store(true, Ordering::Relaxed);
-    let (written, readonly, other) = writer.join().unwrap();
+    let (early, written, readonly, other) = writer.join().unwrap();
     assert_eq!(code, 0, "{err}\n{record:#}\n{}", fleet.logs());
     assert_eq!(record["mode"], "fleet");
     assert_eq!(record["outcome"], "complete");
     assert_eq!(record["keys"]["db0"], 2004);
+    assert!(record["rdb_bytes"].as_u64().unwrap() > 0, "{record:#}");
+    assert_eq!(
+        record["sent_bytes"], record["rdb_bytes"],
+        "the whole RDB was sent"
+    );
     assert!(readonly > 0, "no write was refused during the restore");
     assert!(other.is_empty(), "writes failed otherwise: {other:?}");
 
@@ -191,6 +199,13 @@ fn a_fleet_restore_brings_every_node_back_to_the_backup_and_refuses_writes_meanw
             assert!(
                 written.contains(&k),
                 "{k:?} exists but its write was refused"
+            );
+        }
+        for k in early.iter().rev().take(50) {
+            assert_eq!(
+                cmd(*p, &["EXISTS", k]).unwrap(),
+                redis::Value::Int(0),
+                "{k}, written before the restore, survived it"
             );
         }
         assert_eq!(
@@ -326,6 +341,40 @@ fn a_redis_fleet_and_an_unconfirmed_request_are_refused() {
     let (status, v) = post(&rebuild, r#"{"mode":"rebuild","confirm":true}"#);
     assert_eq!(status, 409, "{v}");
     assert_eq!(v["error"]["code"], "restore_engine_unsupported");
+    // The peers' step route checks what it is asked.
+    let steps = format!("{}/api/v1/restores/steps", fleet.api(0));
+    for (body, says) in [
+        (
+            r#"{"session":"s1","coordinator":"node2","step":"explode"}"#,
+            "unknown restore step",
+        ),
+        (
+            r#"{"session":"s 1\n","coordinator":"node2","step":"state"}"#,
+            "session and coordinator",
+        ),
+        (
+            r#"{"session":"s1","coordinator":"node2","step":"keys","count":0}"#,
+            "count is 1 to 1000",
+        ),
+        (r#"{"session":"s1","step":"state"}"#, "not a restore step"),
+    ] {
+        let (status, v) = post(&steps, body);
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "restore_step_invalid", "{body}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{body}: {v}"
+        );
+    }
+    let (status, v) = post(
+        &steps,
+        r#"{"session":"s1","coordinator":"node2","step":"state"}"#,
+    );
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (409, Some("restore_session_unknown")),
+        "{v}"
+    );
     // The CLI will not send a fleet restore without --yes.
     let (code, _, err) = cli(&fleet, 0, &["restore", &id, "--fleet"]);
     assert_eq!(code, 2, "{err}");

@@ -11,6 +11,7 @@
 //! accepts an error answer to `REPLCONF uuid` as "not a KeyDB master".
 
 use super::super::BackupError;
+use super::failed;
 use crate::engine::resp::{Value, read_value};
 use hyper::body::Bytes;
 use std::time::Duration;
@@ -20,10 +21,6 @@ use tokio::sync::mpsc;
 
 /// How long the target has to connect and finish its handshake.
 const HANDSHAKE: Duration = Duration::from_secs(20);
-
-fn failed(message: String) -> BackupError {
-    BackupError::new("restore_failed", message)
-}
 
 /// Waits for the target's replica connection on `listener`, authenticates it with
 /// `password`, and sends it `rdb_len` bytes of RDB from `rdb`. Returns the connection,

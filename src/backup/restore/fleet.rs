@@ -42,10 +42,7 @@ impl Backups {
         let id = super::new_id()?;
         let members = self.restores.members(id.clone());
         let all = members.all();
-        if let Err(e) = members.each(&all, "prepare").await {
-            let _ = members.each(&all, "cancel").await;
-            return Err(e);
-        }
+        self.prepare_all(&members).await?;
         let names: Vec<&str> = all.iter().map(|m| members.name(*m)).collect();
         let record = self.restores.record(
             &id,
@@ -73,6 +70,11 @@ impl Backups {
         let all = members.all();
         let peers: Vec<Member> = all[1..].to_vec();
         let phase = |p: &str| self.restores.phase(&members.session, p);
+        let fenced = async |e: BackupError, why: &str, linked: bool| {
+            // The sessions end (the fence stays), so that a new restore may start at once.
+            let _ = members.each(&all, "cancel").await;
+            left_fenced(e, why, linked)
+        };
 
         phase("fence");
         if let Err(e) = members.each(&all, "fence").await {
@@ -80,59 +82,71 @@ impl Backups {
         }
 
         phase("load");
-        let loaded = self.load_here(members, m).await;
-        let loaded = match loaded {
+        let here = |step: &'static str| members.step(None, step);
+        if let Err(e) = here("wipe").await {
+            return Err(self.put_back(members, e, "nothing was changed").await);
+        }
+        let loaded = match heartbeat(members, &peers, self.load_here(members, m)).await {
             Ok(state) => state,
-            Err(e) => {
-                // What was loaded goes again before the peers' data flows back in.
-                let wiped = members
-                    .sessions
-                    .with_local(&members.session, async |l| l.wipe().await)
-                    .await;
-                return Err(match wiped {
-                    Ok(_) => {
-                        self.put_back(
-                            members,
-                            e,
-                            "this node was emptied and refilled from its peers",
-                        )
-                        .await
-                    }
-                    Err(w) => left_fenced(
-                        e,
-                        &format!("and emptying this node again failed: {}", w.message),
-                    ),
-                });
-            }
+            // What was loaded goes again before the peers' data flows back in.
+            Err(e) => match here("wipe").await {
+                Ok(_) => {
+                    let why = "this node was emptied and refilled from its peers";
+                    return Err(self.put_back(members, e, why).await);
+                }
+                Err(w) => {
+                    let why = format!("and emptying this node again failed: {}", w.message);
+                    return Err(fenced(e, &why, false).await);
+                }
+            },
         };
 
         phase("wipe");
-        members
-            .each(&peers, "wipe")
-            .await
-            .map_err(|e| left_fenced(e, "some peers may already be empty"))?;
+        if let Err(e) = members.each(&peers, "wipe").await {
+            return Err(fenced(e, "some peers may already be empty", false).await);
+        }
 
         phase("remesh");
-        members
-            .each(&all, "remesh")
-            .await
-            .map_err(|e| left_fenced(e, "while linking the nodes again"))?;
-        converged(members, &all, Duration::from_secs(3600))
-            .await
-            .map_err(|e| left_fenced(e, "while the peers synced from this node"))?;
+        let synced = async {
+            members.each(&all, "remesh").await?;
+            converged(members, &all, all.len(), Duration::from_secs(3600)).await
+        };
+        if let Err(e) = synced.await {
+            return Err(fenced(e, "while the peers synced from this node", true).await);
+        }
 
         phase("verify");
-        verify(members, &all, &loaded.keys)
-            .await
-            .map_err(|e| left_fenced(e, "the nodes do not agree after the restore"))?;
+        if let Err(e) = verify(members, &all, &loaded.keys, 0).await {
+            return Err(fenced(e, "the nodes do not agree after the restore", true).await);
+        }
 
         phase("finish");
-        members.each(&all, "finish").await?;
-        members.each(&all, "cancel").await?;
+        if let Err(e) = members.each(&all, "finish").await {
+            let why = "lifting the fence; some nodes may take writes, the others run `keyfleet backup release --yes`";
+            return Err(fenced(e, why, true).await);
+        }
+        let _ = members.each(&all, "cancel").await;
         Ok(loaded.keys)
     }
 
-    /// Empties this node and loads the backup into it through its hold.
+    /// `prepare` on every member: every node can take part and sees the same fleet.
+    /// On a refusal the sessions prepared are cancelled: nothing has changed.
+    pub(super) async fn prepare_all(
+        &self,
+        members: &Members<'_>,
+    ) -> Result<Vec<StepAnswer>, BackupError> {
+        let all = members.all();
+        let prepared = members.each(&all, "prepare").await.and_then(|answers| {
+            same_fleet(&answers)?;
+            Ok(answers)
+        });
+        if prepared.is_err() {
+            let _ = members.each(&all, "cancel").await;
+        }
+        prepared
+    }
+
+    /// Loads the backup into this (empty) node through its hold.
     async fn load_here(
         &self,
         members: &Members<'_>,
@@ -141,8 +155,7 @@ impl Backups {
         members
             .sessions
             .with_local(&members.session, async |local| {
-                local.wipe().await?;
-                let (tx, rx) = tokio::sync::mpsc::channel(2);
+                let (tx, rx) = self.restores.counted(&members.session, m.rdb_bytes);
                 let (loaded, fetched) = tokio::join!(
                     local.load(m.rdb_bytes, rx),
                     fetch::rdb(&self.client, m, self.age.clone(), tx)
@@ -180,30 +193,79 @@ impl Backups {
     }
 }
 
-fn left_fenced(e: BackupError, why: &str) -> BackupError {
+fn left_fenced(e: BackupError, why: &str, linked: bool) -> BackupError {
+    let state = if linked {
+        "The fleet is left read-only, linked again"
+    } else {
+        "The fleet is left read-only with its links cut, so that no old data merges back"
+    };
     BackupError::new(
         e.code,
         format!(
-            "{} ({why}). The fleet is left read-only with its links cut, so that no old data merges back: run the fleet restore again, or `keyfleet backup release --yes` on each node to take the data as it is",
+            "{} ({why}). {state}: run the fleet restore again, or `keyfleet backup release --yes` on each node to take the data as it is",
             e.message
         ),
     )
 }
 
-/// Waits until every member's links are all up and synced and none is loading.
+/// Every node lists the same fleet as the coordinator: itself and its peers.
+fn same_fleet(answers: &[StepAnswer]) -> Result<(), BackupError> {
+    let fleet_of = |a: &StepAnswer| {
+        let mut names: Vec<String> = a.peers.clone();
+        names.push(a.node.clone());
+        names.sort();
+        names
+    };
+    let ours = fleet_of(&answers[0]);
+    match answers.iter().find(|a| fleet_of(a) != ours) {
+        None => Ok(()),
+        Some(other) => Err(BackupError::new(
+            "restore_fleet_mismatch",
+            format!(
+                "node {} sees the fleet {:?}, node {} sees {:?}: every node must list the same peers",
+                answers[0].node,
+                ours,
+                other.node,
+                fleet_of(other)
+            ),
+        )),
+    }
+}
+
+/// Runs `work` while telling `peers` every minute that their coordinator is alive, so
+/// that their sessions do not lapse during a long load or sync.
+pub(super) async fn heartbeat<T>(
+    members: &Members<'_>,
+    peers: &[Member<'_>],
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let beat = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let _ = members.each(peers, "state").await;
+        }
+    };
+    tokio::select! {
+        done = work => done,
+        never = beat => never,
+    }
+}
+
+/// Waits until every member has at least `masters` masters, all linked and synced,
+/// and none is loading.
 pub(super) async fn converged(
     members: &Members<'_>,
     ms: &[Member<'_>],
+    masters: usize,
     limit: Duration,
 ) -> Result<Vec<StepAnswer>, BackupError> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let states = members.each(ms, "state").await?;
-        let expected = ms.len().saturating_sub(1);
         let done = states.iter().all(|a| {
             !a.state.loading
                 && a.state.masters.values().all(|up| *up)
-                && a.state.masters.len() >= expected
+                && a.state.masters.len() >= masters
         });
         if done {
             return Ok(states);
@@ -218,12 +280,13 @@ pub(super) async fn converged(
     }
 }
 
-/// Keys per db equal to `expected` on every member (given a few seconds to settle), and
-/// a sample of values equal across members.
+/// Keys per db equal to `expected` on every member, within `slack` keys per db (given a
+/// few seconds to settle), and a sample of values equal across members.
 pub(super) async fn verify(
     members: &Members<'_>,
     ms: &[Member<'_>],
     expected: &BTreeMap<String, u64>,
+    slack: u64,
 ) -> Result<(), BackupError> {
     let mismatch = |m: String| BackupError::new("restore_verify_failed", m);
     let mut tries = 0;
@@ -231,7 +294,7 @@ pub(super) async fn verify(
         let states = members.each(ms, "state").await?;
         let off: Vec<String> = states
             .iter()
-            .filter(|a| nonzero(&a.state.keys) != nonzero(expected))
+            .filter(|a| !close(&a.state.keys, expected, slack))
             .map(|a| format!("{} holds {:?}", a.node, nonzero(&a.state.keys)))
             .collect();
         if off.is_empty() {
@@ -254,8 +317,7 @@ pub(super) async fn verify(
     for round in 0..2 {
         let mut ask = members.request("digests");
         ask.keys = suspects.clone();
-        let answers = futures::future::join_all(ms.iter().map(|m| members.on(*m, &ask))).await;
-        let answers: Vec<StepAnswer> = answers.into_iter().collect::<Result<_, _>>()?;
+        let answers = members.each_with(ms, &ask).await?;
         suspects = (0..suspects.len())
             .filter(|i| {
                 answers
@@ -276,6 +338,11 @@ pub(super) async fn verify(
     Err(mismatch(format!(
         "sampled values differ between nodes, e.g. {suspects:?}"
     )))
+}
+
+fn close(keys: &BTreeMap<String, u64>, expected: &BTreeMap<String, u64>, slack: u64) -> bool {
+    let (a, b) = (nonzero(keys), nonzero(expected));
+    a.keys().eq(b.keys()) && a.iter().all(|(db, n)| n.abs_diff(b[db]) <= slack)
 }
 
 fn nonzero(keys: &BTreeMap<String, u64>) -> BTreeMap<&str, u64> {

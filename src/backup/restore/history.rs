@@ -36,6 +36,11 @@ pub struct Record {
     /// Keys per db in the target once loaded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keys: BTreeMap<String, u64>,
+    /// RDB bytes sent to the engine so far, and in all (while a backup loads, and after).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdb_bytes: Option<u64>,
     /// Keys per db the backup's manifest counted when it was taken.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backup_keys: BTreeMap<String, u64>,
@@ -72,10 +77,15 @@ impl History {
         for mut r in self.all().into_iter().filter(|r| r.outcome == "running") {
             r.outcome = "failed".into();
             r.finished_at = Some(now);
+            let next = if r.mode == "to" {
+                "the target may hold part of the backup; empty it and restore again"
+            } else {
+                "the nodes may be left read-only: run it again, or `keyfleet backup release --yes` on each node"
+            };
             r.error = Some(Failure {
                 code: "restore_interrupted".into(),
                 message: format!(
-                    "the daemon stopped during phase {}; an in-fleet restore leaves the nodes read-only: run it again, or `keyfleet backup release --yes` on each node",
+                    "the daemon stopped during phase {}; {next}",
                     r.phase.as_deref().unwrap_or("?")
                 ),
             });
@@ -105,11 +115,17 @@ impl History {
         self.all().into_iter().rev().find(|r| r.id == id)
     }
 
-    /// Adds `record`, or replaces the one with the same id.
+    /// Adds `record`, or replaces the one with the same id (records from before ids by
+    /// backup and request time).
     pub fn put(&self, record: &Record) {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut all = self.load();
-        match all.iter_mut().find(|r| r.id == record.id) {
+        let same = |r: &Record| {
+            r.id == record.id
+                && (!r.id.is_empty()
+                    || r.backup == record.backup && r.requested_at == record.requested_at)
+        };
+        match all.iter_mut().find(|r| same(r)) {
             Some(r) => *r = record.clone(),
             None => all.push(record.clone()),
         }
@@ -131,6 +147,8 @@ mod tests {
         Record {
             id: format!("{backup}-{at}"),
             phase: None,
+            sent_bytes: None,
+            rdb_bytes: None,
             backup: backup.into(),
             mode: "to".into(),
             target: "127.0.0.1:1".into(),

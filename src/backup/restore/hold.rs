@@ -21,6 +21,7 @@
 //! `repl-timeout` never cuts it.
 
 use super::super::BackupError;
+use super::failed;
 use super::feed;
 use hyper::body::Bytes;
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// How long an order waits for the engine to connect (its replication cron retries
 /// every second).
 const RECONNECT: Duration = Duration::from_secs(30);
+/// How long a load may take to be sent, reconnection included.
+const LOAD: Duration = Duration::from_secs(3600);
 
 type Done = oneshot::Sender<Result<(), BackupError>>;
 
@@ -66,10 +69,6 @@ impl Drop for Hold {
     }
 }
 
-fn failed(message: String) -> BackupError {
-    BackupError::new("restore_failed", message)
-}
-
 impl Hold {
     /// Listens on `ip` (the address the engine reaches the daemon by) on a free port.
     /// `password`: the engine's `masterauth`, which its replica connection sends; None
@@ -89,9 +88,8 @@ impl Hold {
         Ok(Hold { addr, orders, task })
     }
 
-    /// Sends `FLUSHALL` on the link; fails if no engine is connected.
     /// Sends `FLUSHALL` on the link; when the engine is not connected (a load was just
-    /// cut short), once it is, within `RECONNECT`.
+    /// cut short), once it is, within `RECONNECT`. An order given up on is never sent.
     pub async fn flushall(&self) -> Result<(), BackupError> {
         let (done, wait) = oneshot::channel();
         self.order(Order::Flushall(done)).await?;
@@ -106,11 +104,18 @@ impl Hold {
     }
 
     /// Cuts the link and, when the engine reconnects, sends it `len` bytes of RDB from
-    /// `rdb` as a full sync; returns once they are sent.
+    /// `rdb` as a full sync; returns once they are sent, within `LOAD`.
     pub async fn serve(&self, len: u64, rdb: mpsc::Receiver<Bytes>) -> Result<(), BackupError> {
         let (done, wait) = oneshot::channel();
         self.order(Order::Serve(Load { len, rdb, done })).await?;
-        wait.await.map_err(|_| failed("the hold stopped".into()))?
+        tokio::time::timeout(LOAD, wait)
+            .await
+            .map_err(|_| {
+                failed(format!(
+                    "the backup was not sent to the engine within {LOAD:?}"
+                ))
+            })?
+            .map_err(|_| failed("the hold stopped".into()))?
     }
 
     async fn order(&self, order: Order) -> Result<(), BackupError> {
@@ -199,8 +204,7 @@ async fn keep(
     let mut ping = tokio::time::interval(PING_EVERY);
     let mut sink = [0u8; 512];
     if let Some(done) = flush {
-        let wrote = stream.write_all(FLUSHALL).await;
-        let _ = done.send(wrote.map_err(|e| failed(format!("sending FLUSHALL: {e}"))));
+        send_flushall(&mut stream, done).await;
     }
     loop {
         tokio::select! {
@@ -216,10 +220,7 @@ async fn keep(
             }
             order = orders.recv() => match order {
                 None => return Kept::Stop,
-                Some(Order::Flushall(done)) => {
-                    let wrote = stream.write_all(FLUSHALL).await;
-                    let _ = done.send(wrote.map_err(|e| failed(format!("sending FLUSHALL: {e}"))));
-                }
+                Some(Order::Flushall(done)) => send_flushall(&mut stream, done).await,
                 Some(Order::Serve(load)) => {
                     let _ = stream.shutdown().await;
                     return Kept::Serve(load);
@@ -227,4 +228,15 @@ async fn keep(
             },
         }
     }
+}
+
+/// Writes `FLUSHALL` on the link, unless whoever ordered it has given up: a wipe that
+/// waited for a reconnection must never arrive later, when peers may be linked again.
+async fn send_flushall(stream: &mut TcpStream, done: Done) {
+    if done.is_closed() {
+        tracing::warn!("restore hold: a FLUSHALL given up on is not sent");
+        return;
+    }
+    let wrote = stream.write_all(FLUSHALL).await;
+    let _ = done.send(wrote.map_err(|e| failed(format!("sending FLUSHALL: {e}"))));
 }

@@ -7,6 +7,7 @@
 //! links exactly as the config names them.
 
 use super::super::BackupError;
+use super::failed;
 use super::hold::Hold;
 use crate::config::Peer;
 use crate::engine::info::Info;
@@ -42,10 +43,6 @@ pub(super) fn engine_error(e: EngineError) -> BackupError {
         );
     }
     BackupError::new(e.code(), e.to_string())
-}
-
-fn failed(message: String) -> BackupError {
-    BackupError::new("restore_failed", message)
 }
 
 /// The engine of this node and the peers its config names.
@@ -152,20 +149,27 @@ impl Local {
         let Some(hold) = &self.hold else {
             return Err(failed("wipe before fence".into()));
         };
-        let s = self.state().await?;
-        let others: Vec<&String> = s
-            .masters
-            .keys()
-            .filter(|m| **m != hold.addr.to_string())
-            .collect();
-        if s.connected_replicas > 0 || !others.is_empty() {
-            return Err(BackupError::new(
-                "restore_not_isolated",
-                format!(
-                    "refusing to empty the engine: {} engines replicate from it and it still pulls from {others:?}",
-                    s.connected_replicas
-                ),
-            ));
+        // Twice, more than a replication cron tick apart: a peer that let go of this
+        // engine but still had it configured would be back within a second.
+        for check in 0..2 {
+            if check > 0 {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            let s = self.state().await?;
+            let others: Vec<&String> = s
+                .masters
+                .keys()
+                .filter(|m| **m != hold.addr.to_string())
+                .collect();
+            if s.connected_replicas > 0 || !others.is_empty() {
+                return Err(BackupError::new(
+                    "restore_not_isolated",
+                    format!(
+                        "refusing to empty the engine: {} engines replicate from it and it still pulls from {others:?}",
+                        s.connected_replicas
+                    ),
+                ));
+            }
         }
         hold.flushall().await?;
         self.wait("the engine to be empty", Duration::from_secs(60), |s| {
@@ -225,6 +229,9 @@ impl Local {
     /// Ends the restore here: every configured peer attached, every other master (the
     /// hold, a hold a crashed restore left) removed, client writes allowed again.
     pub async fn finish(&mut self) -> Result<NodeState, BackupError> {
+        // The hold goes first: its master entry stays (so the fence holds) but nothing
+        // can arrive on it any more once peers are linked.
+        self.hold = None;
         self.remesh().await?;
         for m in self.info().await?.masters() {
             let configured = self
@@ -235,14 +242,13 @@ impl Local {
                 self.remove(m.host, m.port).await?;
             }
         }
-        self.hold = None;
         // KeyDB's `active-replica yes` implies `replica-read-only no`.
         self.run("CONFIG", &["SET", "replica-read-only", "no"])
             .await?;
         self.state().await
     }
 
-    /// Up to `n` keys of db 0 (UTF-8 names only), from a SCAN at a random point.
+    /// Up to `n` keys of db 0 (UTF-8 names only), from the start of a SCAN.
     pub async fn some_keys(&self, n: usize) -> Result<Vec<String>, BackupError> {
         let mut keys = Vec::new();
         let mut cursor = "0".to_owned();

@@ -13,6 +13,16 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 /// that hangs must not hold the operator up for minutes.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A peer's refusals that keep their code when the coordinator reports them.
+const PASSED_ON: &[&str] = &[
+    "restore_engine_unsupported",
+    "restore_in_progress",
+    "restore_no_permission",
+    "restore_not_isolated",
+    "restore_session_unknown",
+    "backups_not_configured",
+];
+
 /// A member: this node (None) or a peer.
 pub type Member<'a> = Option<&'a Peer>;
 
@@ -56,8 +66,16 @@ impl Members<'_> {
         ms: &[Member<'_>],
         step: &str,
     ) -> Result<Vec<StepAnswer>, BackupError> {
-        let req = self.request(step);
-        let all = futures::future::join_all(ms.iter().map(|m| self.on(*m, &req))).await;
+        self.each_with(ms, &self.request(step)).await
+    }
+
+    /// `req` on every member of `ms` at once; the first failure, once all are done.
+    pub async fn each_with(
+        &self,
+        ms: &[Member<'_>],
+        req: &StepRequest,
+    ) -> Result<Vec<StepAnswer>, BackupError> {
+        let all = futures::future::join_all(ms.iter().map(|m| self.on(*m, req))).await;
         all.into_iter().collect()
     }
 
@@ -86,8 +104,12 @@ impl Members<'_> {
         }
         let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
         let (code, message) = (&v["error"]["code"], &v["error"]["message"]);
+        // A refusal that means the same on any node keeps its code.
+        let kept = code
+            .as_str()
+            .and_then(|c| PASSED_ON.iter().find(|k| **k == c).copied());
         Err(BackupError::new(
-            "restore_peer_failed",
+            kept.unwrap_or("restore_peer_failed"),
             format!(
                 "node {name}: step {} failed with HTTP {}: {} ({})",
                 req.step,

@@ -27,10 +27,13 @@ use crate::config::Peer;
 use crate::engine::{Engine, Secret};
 use crate::metrics::Metrics;
 use history::{Failure, History, Record};
+use hyper::body::Bytes;
 use members::Members;
 use session::Sessions;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
 
 /// A restore asked for.
 #[derive(Debug, Clone)]
@@ -52,6 +55,8 @@ pub struct Restores {
     /// The fleet's API token, sent to peers.
     token: Option<String>,
     node: String,
+    /// The bytes of RDB the running restore has sent to its engine: (id, sent, total).
+    sent: std::sync::Mutex<Option<(String, Arc<AtomicU64>, u64)>>,
 }
 
 impl Restores {
@@ -71,7 +76,38 @@ impl Restores {
             sessions: Sessions::new(node, engine, peers),
             token,
             node: node.into(),
+            sent: std::sync::Mutex::new(None),
         }
+    }
+
+    /// A channel for restore `id`'s RDB on its way to the engine, counting the bytes
+    /// through it, so that the history shows the transfer while it runs.
+    fn counted(&self, id: &str, total: u64) -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
+        let (tx, mut from_store) = mpsc::channel::<Bytes>(2);
+        let (to_engine, rx) = mpsc::channel(2);
+        let sent = Arc::new(AtomicU64::new(0));
+        *self.sent.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((id.to_owned(), sent.clone(), total));
+        tokio::spawn(async move {
+            while let Some(chunk) = from_store.recv().await {
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if to_engine.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (tx, rx)
+    }
+
+    /// `r` with the bytes its transfer has sent, when it is the one running or last run.
+    fn with_progress(&self, mut r: Record) -> Record {
+        if let Some((id, sent, total)) = &*self.sent.lock().unwrap_or_else(|p| p.into_inner())
+            && *id == r.id
+        {
+            r.sent_bytes = Some(sent.load(Ordering::Relaxed));
+            r.rdb_bytes = Some(*total);
+        }
+        r
     }
 
     fn one_at_a_time(&self) -> Result<tokio::sync::OwnedMutexGuard<()>, BackupError> {
@@ -99,6 +135,8 @@ impl Restores {
             mode: mode.into(),
             target: target.into(),
             phase: None,
+            sent_bytes: None,
+            rdb_bytes: None,
             requested_by: requested_by.into(),
             requested_at: crate::logship::now_unix(),
             finished_at: None,
@@ -126,9 +164,10 @@ impl Restores {
         id: &str,
         result: Result<BTreeMap<String, u64>, BackupError>,
     ) {
-        let Some(mut r) = self.history.get(id) else {
+        let Some(r) = self.history.get(id) else {
             return;
         };
+        let mut r = self.with_progress(r);
         r.finished_at = Some(crate::logship::now_unix());
         match result {
             Ok(keys) => {
@@ -158,6 +197,11 @@ impl Restores {
             me: self.node.clone(),
         }
     }
+}
+
+/// A restore step that did not work out; `restore_failed`.
+fn failed(message: String) -> BackupError {
+    BackupError::new("restore_failed", message)
 }
 
 fn new_id() -> Result<String, BackupError> {
@@ -196,7 +240,10 @@ impl Backups {
 
     /// The restores recorded on this node, oldest first.
     pub fn restore_history(&self) -> Vec<Record> {
-        self.restores.history.all()
+        let all = self.restores.history.all();
+        all.into_iter()
+            .map(|r| self.restores.with_progress(r))
+            .collect()
     }
 
     /// The complete backup `id`, if this node can read it.

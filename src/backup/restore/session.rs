@@ -12,6 +12,7 @@
 
 use super::super::BackupError;
 use super::local::{Local, NodeState};
+use super::refused;
 use crate::config::Peer;
 use crate::engine::Engine;
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,11 @@ use std::time::{Duration, Instant};
 /// How long a session lives without hearing from its coordinator.
 const LEASE: Duration = Duration::from_secs(600);
 /// How long a step waits for the one before it to finish.
-const BUSY: Duration = Duration::from_secs(10);
+const BUSY: Duration = Duration::from_secs(5);
+const STEPS: &[&str] = &[
+    "prepare", "cancel", "release", "fence", "wipe", "remesh", "attach", "detach", "state", "keys",
+    "digests", "finish",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +65,10 @@ pub struct StepAnswer {
     pub keys: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub digests: Vec<Option<String>>,
+    /// The node's configured peers (`prepare`), so that the coordinator can check that
+    /// every node sees the same fleet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
 }
 
 struct Session {
@@ -76,8 +85,32 @@ pub struct Sessions {
     current: tokio::sync::Mutex<Option<Session>>,
 }
 
-fn refused(code: &'static str, message: String) -> BackupError {
-    BackupError::new(code, message)
+/// A step named, for a session and coordinator named in a way that is safe to log, with
+/// bounded work.
+fn validate(req: &StepRequest) -> Result<(), BackupError> {
+    let bad = |m: String| Err(refused("restore_step_invalid", m));
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._- ".contains(c))
+    };
+    if !STEPS.contains(&req.step.as_str()) {
+        return bad(format!(
+            "unknown restore step `{:.40}`; the steps are: {}",
+            req.step,
+            STEPS.join(", ")
+        ));
+    }
+    if !name(&req.session) || !name(&req.coordinator) {
+        return bad(
+            "session and coordinator are 1 to 64 letters, digits, `.`, `_`, `-` or spaces".into(),
+        );
+    }
+    if req.keys.len() > 1000 || req.count.is_some_and(|n| n == 0 || n > 1000) {
+        return bad("at most 1000 keys per step, and count is 1 to 1000".into());
+    }
+    Ok(())
 }
 
 impl Sessions {
@@ -107,6 +140,7 @@ impl Sessions {
 
     /// Runs one step of session `req.session`.
     pub async fn step(&self, req: &StepRequest) -> Result<StepAnswer, BackupError> {
+        validate(req)?;
         let mut current = tokio::time::timeout(BUSY, self.current.lock())
             .await
             .map_err(|_| {
@@ -120,6 +154,7 @@ impl Sessions {
             state: NodeState::default(),
             keys: Vec::new(),
             digests: Vec::new(),
+            peers: Vec::new(),
         };
         match req.step.as_str() {
             "prepare" => {
@@ -137,6 +172,7 @@ impl Sessions {
                 }
                 let local = Local::new(self.engine.clone(), self.peers.clone());
                 answer.state = local.check().await?;
+                answer.peers = self.peers.iter().map(|p| p.name.clone()).collect();
                 *current = Some(Session {
                     id: req.session.clone(),
                     coordinator: req.coordinator.clone(),
@@ -193,16 +229,10 @@ impl Sessions {
             }
             "state" => local.state().await?,
             "keys" => {
-                answer.keys = local.some_keys(req.count.unwrap_or(100).min(1000)).await?;
+                answer.keys = local.some_keys(req.count.unwrap_or(100)).await?;
                 local.state().await?
             }
             "digests" => {
-                if req.keys.len() > 1000 {
-                    return Err(refused(
-                        "restore_step_invalid",
-                        "at most 1000 keys per digests step".into(),
-                    ));
-                }
                 answer.digests = local.digests(&req.keys).await?;
                 local.state().await?
             }

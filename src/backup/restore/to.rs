@@ -56,7 +56,9 @@ impl Backups {
         let me = self.clone();
         tokio::spawn(async move {
             let _one_at_a_time = guard;
-            let result = me.load(&target, &host, port, &manifest, &old_auth).await;
+            let result = me
+                .load(&id, &target, &host, port, &manifest, &old_auth)
+                .await;
             me.restores.finished(&me.metrics, &id, result);
         });
         Ok(record)
@@ -66,6 +68,7 @@ impl Backups {
     /// returns its keys per db.
     async fn load(
         &self,
+        id: &str,
         target: &Engine,
         host: &str,
         port: u16,
@@ -94,7 +97,7 @@ impl Backups {
             .await
             .map_err(cmd)?;
         let result = async {
-            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            let (tx, rx) = self.restores.counted(id, m.rdb_bytes);
             target
                 .command("REPLICAOF", &[&local.to_string(), &feed_port.to_string()])
                 .await
