@@ -19,6 +19,7 @@ mod daemon;
 mod dev_fleet;
 mod fixture;
 mod fleet_restore;
+mod fleet_restore_refusals;
 mod logship;
 mod logship_failures;
 mod net_fixture;
