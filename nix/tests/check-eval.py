@@ -13,6 +13,15 @@ import subprocess
 import sys
 import tomllib
 
+from render_refusals import render_refuses
+from restore_user import (
+    DENIED,
+    ENGINE_RESTORE_CREDENTIAL,
+    RESTORE_RULES,
+    check_restore_user,
+    credential_sources,
+)
+
 checks = json.load(open(sys.argv[1]))
 work = os.environ["WORK"]
 problems = []
@@ -77,15 +86,6 @@ S3_KEYS = {
 OPTIONAL_LOGS_KEYS = {"writer_grace", "retry_max_interval"}
 OPTIONAL_S3_KEYS = {"timeout"}
 CREDENTIALS = {"access_key_id_file": "logs-s3-access-key-id", "secret_access_key_file": "logs-s3-secret-access-key"}
-
-
-def credential_sources(unit):
-    """name -> the files a unit's LoadCredential= entries of that name read."""
-    sources = {}
-    for entry in unit["serviceConfig"].get("LoadCredential", []):
-        name, source = entry.split(":", 1)
-        sources.setdefault(name, []).append(source)
-    return sources
 
 
 def check_daemon_unit(label, node):
@@ -186,56 +186,6 @@ BACKUPS_CREDENTIALS = {
     "access_key_id_file": "backups-s3-access-key-id",
     "secret_access_key_file": "backups-s3-secret-access-key",
 }
-
-
-# The restore user's password: a credential of the daemon (named in the TOML) and of the
-# engine (whose secrets script creates the user with the rules of src/engine/restore.acl).
-RESTORE_CREDENTIAL = "backups-restore-password"
-ENGINE_RESTORE_CREDENTIAL = "restore-password"
-DENIED = ["-@scripting", "-@hyperloglog"]
-with open("src/engine/restore.acl") as f:
-    RESTORE_RULES = [l.strip() for l in f if l.strip() and not l.strip().startswith("#")]
-
-
-def secrets_users(node):
-    """name -> (credential, source, rules) of every --user of the engine's secrets script."""
-    line = next(l for l in node["secretsScript"].splitlines() if l.startswith("set -- "))
-    args = shlex.split(line)[2:]
-    users = {}
-    while args:
-        if args[0] == "--user":
-            users[args[1]] = (args[2], args[3], args[4])
-            args = args[5:]
-        elif args[0] == "--masterauth":
-            args = args[4:]
-        else:
-            args = args[1:]
-    return users
-
-
-def check_restore_user(node):
-    """With backups: the restore user in the TOML (its name and credential name), its
-    password by LoadCredential= to the daemon and to the engine from one file outside the
-    store, and the engine's secrets script creating it with exactly restore.acl's rules;
-    or none of it. A list of what is wrong, and what is right."""
-    backups = node["settings"]["backups"]
-    daemon = credential_sources(node["keyfleetService"]).get(RESTORE_CREDENTIAL, [])
-    engine = credential_sources(node["keydbService"]).get(ENGINE_RESTORE_CREDENTIAL, [])
-    users = {n: u for n, u in secrets_users(node).items() if u[0] == ENGINE_RESTORE_CREDENTIAL}
-    if "restore_user" not in backups and "restore_password_file" not in backups:
-        if daemon or engine or users:
-            return [f"no restore user in the TOML, but credentials {daemon} {engine}, users {sorted(users)}"], ""
-        return [], ""
-    user = backups.get("restore_user")
-    wrong = []
-    if backups.get("restore_password_file") != RESTORE_CREDENTIAL:
-        wrong.append(f"backups.restore_password_file = {backups.get('restore_password_file')!r}, not {RESTORE_CREDENTIAL!r}")
-    if len(daemon) != 1 or not daemon[0].startswith("/") or daemon[0].startswith("/nix/store") or engine != daemon:
-        wrong.append(f"the restore password: daemon LoadCredential {daemon}, engine LoadCredential {engine}")
-    expected = (ENGINE_RESTORE_CREDENTIAL, daemon[0] if daemon else None, " ".join(RESTORE_RULES + DENIED))
-    if list(users) != [user] or users[user] != expected:
-        wrong.append(f"the secrets script's restore user: {users}, expected {user!r}: {expected}")
-    return wrong, f"; restore user {user} ({' '.join(RESTORE_RULES)}) by LoadCredential= to both units"
 
 
 def check_backups(label, node):
@@ -374,66 +324,8 @@ for case, messages in sorted(checks["bad"].items()):
     else:
         print(f"bad configuration {case}: refused ({messages[0]})")
 
-# Each bad log setting the module refuses, `keyfleet render` refuses too, naming the key.
-rust_key = {
-    "budgetBelowTwoSegments": "logs.max_local_bytes",
-    "tinySegments": "logs.rotate.max_size",
-    "zeroMaxAge": "logs.rotate.max_age",
-    "smallParts": "logs.s3.part_size",
-    "bucketName": "logs.s3.bucket",
-    "endpointWithPath": "logs.s3.endpoint",
-    "prefixSlashes": "logs.s3.prefix",
-    "region": "logs.s3.region",
-    "engineLogfile": "engine.settings.logfile",
-}
-for case, settings in sorted(checks["badLogsSettings"].items()):
-    if case not in rust_key:
-        problems.append(f"bad log setting {case}: no key expected from keyfleet render (add it to rust_key)")
-        continue
-    if rust_key[case] is None:
-        continue
-    out = subprocess.run(
-        [os.environ["KEYFLEET"], "render", "keydb-conf", "--config", write_toml(settings)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 2 or f"`{rust_key[case]}`" not in out.stderr:
-        problems.append(
-            f"bad log setting {case}: keyfleet render should exit 2 naming `{rust_key[case]}`,"
-            f" got {out.returncode}: {out.stderr.strip()}"
-        )
-    else:
-        print(f"bad log setting {case}: keyfleet render refuses it too ({out.stderr.strip()})")
-
-# Each bad backup setting the module refuses, `keyfleet render` refuses too: naming the
-# key, or, for a schedule (a parse error of the TOML), saying what is wrong with it.
-rust_says = {
-    "fleetName": "`backups.fleet`",
-    "zeroBgsaveTimeout": "`backups.bgsave_timeout`",
-    "keepLastZero": "`backups.keep_last`",
-    "shortKeepWithin": "`backups.keep_within`",
-    "scheduleWord": 'expected "every 6h"',
-    "shortPeriod": "the period must be at least 10s",
-    "timeOfDay": "is not a time of day HH:MM",
-    "bucketName": "`backups.s3.bucket`",
-    "sharedStoreWithoutLogs": "`backups.s3`",
-}
-for case, settings in sorted(checks["badBackupsSettings"].items()):
-    if case not in rust_says:
-        problems.append(f"bad backup setting {case}: nothing expected from keyfleet render (add it to rust_says)")
-        continue
-    out = subprocess.run(
-        [os.environ["KEYFLEET"], "render", "keydb-conf", "--config", write_toml(settings)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 2 or rust_says[case] not in out.stderr:
-        problems.append(
-            f"bad backup setting {case}: keyfleet render should exit 2 saying {rust_says[case]},"
-            f" got {out.returncode}: {out.stderr.strip()}"
-        )
-    else:
-        print(f"bad backup setting {case}: keyfleet render refuses it too ({' '.join(out.stderr.split())})")
+for kind, cases in (("log", checks["badLogsSettings"]), ("backup", checks["badBackupsSettings"])):
+    render_refuses(kind, cases, write_toml, problems)
 
 fw = checks["firewall"]
 if not (fw["iptables"]["extraCommands"] and not fw["iptables"]["extraInputRules"]):
