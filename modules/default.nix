@@ -9,5 +9,6 @@
     ./monitoring.nix
     ./logs.nix
     ./backups.nix
+    ./safety.nix
   ];
 }

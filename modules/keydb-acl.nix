@@ -181,8 +181,11 @@ in
       description = ''
         ACL rules of the daemon's user, after `reset`: by default exactly the commands
         the daemon sends (`src/engine/daemon.acl`, which the daemon's tests run against
-        a real engine): no key, no channel, and no `CONFIG GET`, which would read
-        `masterauth` in clear. `-@scripting` and `-@hyperloglog` are always appended.
+        a real engine): only `keyfleet:` keys (the replication canary, written with SET
+        and read with MGET) and the `keyfleet:canary` channel, and no `CONFIG GET`, which
+        would read `masterauth` in clear. The same user and password must exist on
+        every node: the clock-skew check reads the peers' `TIME` as this user.
+        `-@scripting` and `-@hyperloglog` are always appended.
       '';
     };
 

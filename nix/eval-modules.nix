@@ -168,7 +168,24 @@ let
         restoreUserIsApp = "app";
       }
   // lib.mapAttrs' (name: extra: lib.nameValuePair "logs/${name}" (node1With extra)) badLogs
-  // lib.mapAttrs' (name: extra: lib.nameValuePair "backups/${name}" (node1With extra)) badBackups;
+  // lib.mapAttrs' (name: extra: lib.nameValuePair "backups/${name}" (node1With extra)) badBackups
+  // lib.mapAttrs' (name: extra: lib.nameValuePair "safety/${name}" (node1With extra)) badSafety;
+
+  # Bad replication-safety settings, each refused by its own assertion; `keyfleet render`
+  # must refuse the daemon's TOML of each as well.
+  badSafety = lib.mapAttrs (_: extra: [ { services.keyfleet.safety = extra; } ]) {
+    fastCanary.canaryInterval = "10ms";
+    lagBelowInterval.lagThreshold = "1s";
+    shortSkewInterval.skewInterval = "500ms";
+    zeroSkewThreshold.skewThreshold = "0s";
+    partialOrder.atomicWritesOrder = [ "node1" ];
+    strangerInOrder.atomicWritesOrder = [
+      "node1"
+      "node2"
+      "node3"
+      "node9"
+    ];
+  };
 
   # Bad log shipping settings (hosts/common.nix enables it on every example host). The
   # daemon's TOML of each is returned too: `keyfleet render` must refuse it as well.
@@ -334,6 +351,9 @@ in
     inherit vmTests bad;
     badLogsSettings = lib.mapAttrs (_: extra: (node1Config extra).services.keyfleet.settings) badLogs;
     backups = lib.mapAttrs (_: extra: summary (node1Config extra)) goodBackups;
+    badSafetySettings = lib.mapAttrs (
+      _: extra: (node1Config extra).services.keyfleet.settings
+    ) badSafety;
     badBackupsSettings = lib.mapAttrs (
       _: extra: (node1Config extra).services.keyfleet.settings
     ) badBackups;

@@ -48,6 +48,22 @@ in
         for machine in machines:
             links_up(machine, 2)
 
+    with subtest("every canary arrives, as the daemon's ACL user, and the key figures leave it out"):
+        for machine in machines:
+            machine.wait_until_succeeds(
+                "curl -sf http://127.0.0.1:9850/api/v1/node"
+                " | jq -e '[.links[] | select(.lag_seconds != null and .canary_age_seconds < 5)] | length == 2'",
+                timeout=60,
+            )
+            machine.succeed(
+                "curl -sf http://127.0.0.1:9850/api/v1/safety"
+                " | jq -e '[.workers[] | select(.state == \"failing\")] | length == 0'"
+            )
+            machine.succeed(
+                "curl -sf http://127.0.0.1:9850/api/v1/fleet | jq -e '.atomic_writes_node == \"node1\"'"
+            )
+        node1.succeed(f"{cli} exists keyfleet:canary:node2 | grep -qx 1")
+
     with subtest("a write on each node is read on the other two"):
         for machine in machines:
             machine.succeed(f"{cli} set written-on-{machine.name} {machine.name} | grep -qx OK")
@@ -68,6 +84,11 @@ in
         reads(node2, "during-outage-node1", "yes")
         node3.succeed(
             "curl -sf http://127.0.0.1:9850/api/v1/node | jq -e '.up == false'"
+        )
+        node1.wait_until_succeeds(
+            "curl -sf http://127.0.0.1:9850/api/v1/node"
+            " | jq -e '.links[] | select(.peer == \"node3\") | .canary_age_seconds > 5'",
+            timeout=60,
         )
 
     with subtest("node3 restarts and converges"):

@@ -26,6 +26,8 @@ pub struct State {
     pub backups: Option<Arc<crate::backup::Backups>>,
     /// Where the API writes its access log (with log shipping).
     pub access_log: Option<Arc<LogFile>>,
+    /// The replication-safety checks.
+    pub safety: Arc<crate::safety::Safety>,
 }
 
 /// Log shipping as the API sees it.
@@ -54,6 +56,20 @@ pub fn main(config_path: &Path) -> u8 {
             return 2;
         }
     };
+    let clock = match crate::safety::clock::Clock::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keyfleet: {e}");
+            return 2;
+        }
+    };
+    if clock.offset_us() != 0 {
+        tracing::warn!(
+            offset_us = clock.offset_us(),
+            "{} is set: this daemon's clock is shifted (tests only)",
+            crate::safety::clock::OFFSET_VAR
+        );
+    }
     // One thread serves the API and polls the engine: the work is small and I/O-bound,
     // and every thread costs resident memory (BENCHMARKS.md). Log shipping, which waits
     // on the disk, has its own (`spawn_shipper`).
@@ -101,7 +117,13 @@ pub fn main(config_path: &Path) -> u8 {
             Logs::On(shipper) => shipper.writer("access"),
             _ => None,
         };
+        let safety = Arc::new(crate::safety::Safety::new(
+            &config,
+            clock,
+            peer_engines(&config, secrets.engine_password.clone()),
+        ));
         let state = Arc::new(State {
+            safety,
             engine,
             backups,
             metrics,
@@ -185,6 +207,25 @@ fn restore_engine_for(config: &Config, secrets: &crate::config::Secrets) -> Engi
     Engine::new(engine)
 }
 
+/// A client of each peer's engine as the daemon's own user (every node has it), each
+/// call bounded by `fleet.peer_timeout`: the clock-skew check reads their `TIME`.
+fn peer_engines(config: &Config, password: Option<String>) -> Vec<(String, Engine)> {
+    config
+        .peers
+        .iter()
+        .map(|p| {
+            let mut options = engine_options(config, password.clone());
+            options.target = Target::Tcp {
+                host: p.address.clone(),
+                port: p.engine_port,
+            };
+            options.connect_timeout = config.fleet.peer_timeout;
+            options.command_timeout = config.fleet.peer_timeout;
+            (p.name.clone(), Engine::new(options))
+        })
+        .collect()
+}
+
 fn engine_for(config: &Config, password: Option<String>) -> Engine {
     Engine::new(engine_options(config, password))
 }
@@ -224,6 +265,7 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
         state.clone(),
         stop_rx.clone(),
     ));
+    crate::safety::spawn(state.clone(), stop_rx.clone());
     tracing::info!(
         node = %state.config.node_name,
         listen = %state.config.api.listen,
@@ -291,7 +333,9 @@ async fn poll_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let node = crate::fleet::local_node(&state).await;
+        let (node, info) = crate::fleet::read_local(&state).await;
+        let full_syncs = info.as_ref().and_then(|i| i.get_u64("sync_full"));
+        state.safety.observe_poll(&node, full_syncs);
         let reasons = node.problems();
         let answered = state.engine.has_answered();
         let summary = crate::fleet::summary_line(&node, &reasons, answered);

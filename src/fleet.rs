@@ -39,13 +39,14 @@ pub async fn read_local(state: &State) -> (NodeStatus, Option<Info>) {
             {
                 shipper.set_engine_pid(u32::try_from(pid).unwrap_or(0));
             }
-            let status = NodeStatus::from_info(
+            let mut status = NodeStatus::from_info(
                 &c.node_name,
                 c.engine.kind,
                 &info,
                 &peers,
                 SystemTime::now(),
             );
+            state.safety.annotate(&mut status);
             (status, Some(info))
         }
         Err(e) => {
@@ -96,6 +97,8 @@ pub fn summary_line(node: &NodeStatus, reasons: &[String], engine_answered: bool
 #[derive(Serialize)]
 pub struct FleetView {
     pub healthy: bool,
+    /// Where writes that must be atomic go (`safety::atomic`); null when no node is fit.
+    pub atomic_writes_node: Option<String>,
     pub nodes: Vec<Value>,
 }
 
@@ -108,7 +111,12 @@ pub async fn fleet(state: &State) -> FleetView {
     let mut nodes = vec![local];
     nodes.extend(peers);
     let healthy = nodes.iter().all(node_healthy);
-    FleetView { healthy, nodes }
+    let atomic = crate::safety::atomic::decide(state, &nodes);
+    FleetView {
+        healthy,
+        atomic_writes_node: atomic.node,
+        nodes,
+    }
 }
 
 fn node_healthy(n: &Value) -> bool {
@@ -189,5 +197,5 @@ pub async fn metrics_text(state: &State) -> String {
     };
     state
         .metrics
-        .render_with_logs(&status, info.as_ref(), logs.as_ref())
+        .render_with(&status, info.as_ref(), logs.as_ref(), Some(&state.safety))
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod render;
 pub mod restore_cli;
 pub mod s3;
+pub mod safety;
 pub mod schedule;
 pub mod scratch;
 pub mod status;

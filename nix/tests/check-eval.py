@@ -324,8 +324,8 @@ for case, messages in sorted(checks["bad"].items()):
     else:
         print(f"bad configuration {case}: refused ({messages[0]})")
 
-for kind, cases in (("log", checks["badLogsSettings"]), ("backup", checks["badBackupsSettings"])):
-    render_refuses(kind, cases, write_toml, problems)
+for kind, key in (("log", "badLogsSettings"), ("backup", "badBackupsSettings"), ("safety", "badSafetySettings")):
+    render_refuses(kind, checks[key], write_toml, problems)
 
 fw = checks["firewall"]
 if not (fw["iptables"]["extraCommands"] and not fw["iptables"]["extraInputRules"]):

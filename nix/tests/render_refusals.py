@@ -1,5 +1,5 @@
-"""Each bad setting the modules refuse (nix/eval-modules.nix's badLogsSettings and
-badBackupsSettings), `keyfleet render` refuses too: exit 2, naming the key, or for a
+"""Each bad setting the modules refuse (nix/eval-modules.nix's badLogsSettings,
+badBackupsSettings and badSafetySettings), `keyfleet render` refuses too: exit 2, naming the key, or for a
 schedule (a parse error of the TOML) saying what is wrong with it. check-eval.py's part."""
 
 import os
@@ -28,6 +28,14 @@ EXPECTED = {
         "timeOfDay": "is not a time of day HH:MM",
         "bucketName": "`backups.s3.bucket`",
         "sharedStoreWithoutLogs": "`backups.s3`",
+    },
+    "safety": {
+        "fastCanary": "`safety.canary_interval`",
+        "lagBelowInterval": "`safety.lag_threshold`",
+        "shortSkewInterval": "`safety.skew_interval`",
+        "zeroSkewThreshold": "`safety.skew_threshold`",
+        "partialOrder": "`safety.atomic_writes_order`",
+        "strangerInOrder": "`safety.atomic_writes_order[3]`",
     },
 }
 

@@ -51,6 +51,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/v1/node", get(node))
         .route("/api/v1/fleet", get(fleet_view))
+        .route("/api/v1/safety", get(safety))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/api/v1/logs", get(logs::status))
@@ -104,6 +105,10 @@ async fn node(Ax(state): Ax<Arc<State>>) -> Response {
 
 async fn fleet_view(Ax(state): Ax<Arc<State>>) -> Response {
     Json(fleet::fleet(&state).await).into_response()
+}
+
+async fn safety(Ax(state): Ax<Arc<State>>) -> Response {
+    Json(state.safety.report()).into_response()
 }
 
 async fn metrics(Ax(state): Ax<Arc<State>>) -> Response {

@@ -28,9 +28,21 @@ pub struct Manifest {
     /// The object's size and SHA-256, as stored.
     pub stored_bytes: u64,
     pub stored_sha256: String,
-    /// Keys per database ("db0": 100000), as INFO counted them at the snapshot.
+    /// Keys per database ("db0": 100000), as INFO counted them at the snapshot, less
+    /// the replication canaries (`canary_keys`, in db 0): the user's keys.
     pub keys: BTreeMap<String, u64>,
+    /// keyfleet's replication canary keys in the snapshot (`keyfleet:canary:NODE`).
+    #[serde(default)]
+    pub canary_keys: u64,
     pub duration_seconds: f64,
+}
+
+/// Per-db key counts less `canary` keys of db 0 (the replication canaries live there).
+pub fn without_canaries(mut keys: BTreeMap<String, u64>, canary: u64) -> BTreeMap<String, u64> {
+    if let Some(db0) = keys.get_mut("db0") {
+        *db0 = db0.saturating_sub(canary);
+    }
+    keys
 }
 
 impl Manifest {

@@ -97,6 +97,8 @@ pub struct Backups {
     restores: restore::Restores,
     /// The age keys: recipients to encrypt to, identities to restore with.
     age: Arc<crypt::Keys>,
+    /// The replication canary keys of every node, which manifests leave out of `keys`.
+    canary_keys: Vec<String>,
 }
 
 impl Backups {
@@ -140,7 +142,17 @@ impl Backups {
                 restore.token,
             ),
             age: Arc::new(age),
+            canary_keys: config
+                .node_names()
+                .into_iter()
+                .map(crate::safety::canary_key)
+                .collect(),
         }))
+    }
+
+    /// Whether an in-fleet restore holds this node now.
+    pub fn restore_session_active(&self) -> bool {
+        self.restores.sessions.active()
     }
 
     /// Aborts the upload a killed daemon left open, so no half object stays behind.
@@ -260,6 +272,11 @@ impl Backups {
         t0: Instant,
     ) -> Result<Manifest, BackupError> {
         let info = snapshot::bgsave(engine, self.cfg.bgsave_timeout).await?;
+        // Canary keys only appear (one per node), so those present now were in the
+        // snapshot; a failed count leaves them in `keys`, and says 0.
+        let canary_keys = crate::safety::count_canaries(engine, &self.canary_keys)
+            .await
+            .unwrap_or(0);
         let file = std::fs::File::open(&self.rdb_path).map_err(|e| {
             BackupError::new(
                 "backup_rdb_unreadable",
@@ -300,10 +317,13 @@ impl Backups {
             rdb_sha256: totals.rdb_sha256,
             stored_bytes: totals.stored_bytes,
             stored_sha256: totals.stored_sha256,
-            keys: info
-                .dbs()
-                .map(|d| (format!("db{}", d.db), d.keys))
-                .collect(),
+            keys: manifest::without_canaries(
+                info.dbs()
+                    .map(|d| (format!("db{}", d.db), d.keys))
+                    .collect(),
+                canary_keys,
+            ),
+            canary_keys,
             duration_seconds: t0.elapsed().as_secs_f64(),
         };
         let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");

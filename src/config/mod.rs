@@ -5,12 +5,14 @@
 
 mod backups;
 mod logs;
+mod safety;
 mod secrets;
 pub(crate) mod units;
 mod validate;
 
 pub use backups::{BackupCompression, BackupsConfig};
 pub use logs::{Compression, LogsConfig, MIN_PART_SIZE, OnBudgetFull, RotateConfig, S3Config};
+pub use safety::SafetyConfig;
 pub use secrets::{S3Keys, Secrets};
 pub use units::{parse_duration, parse_size};
 
@@ -101,6 +103,9 @@ pub struct Config {
     /// Backups to S3; absent means none.
     #[serde(default)]
     pub backups: Option<BackupsConfig>,
+    /// Replication safety checks (canary lag, clock skew); on by default.
+    #[serde(default)]
+    pub safety: SafetyConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +294,13 @@ impl Config {
         })?;
         config.validate(file)?;
         Ok(config)
+    }
+
+    /// Every node of the fleet, this one first.
+    pub fn node_names(&self) -> Vec<&str> {
+        std::iter::once(self.node_name.as_str())
+            .chain(self.peers.iter().map(|p| p.name.as_str()))
+            .collect()
     }
 
     /// The engine's RDB file: `dbfilename` (default `dump.rdb`) in its data directory.

@@ -145,6 +145,9 @@ impl Config {
         {
             return Err(invalid(format!("backups.{key}"), message));
         }
+        if let Some((key, message)) = self.safety.problem(&self.node_names()) {
+            return Err(invalid(format!("safety.{key}"), message));
+        }
         if let Some(logs) = &self.logs {
             if let Some((key, message)) = logs.problem() {
                 return Err(invalid(format!("logs.{key}"), message));

@@ -5,6 +5,7 @@
 //! from the daemons' own API.
 
 mod lock;
+pub mod proxy;
 mod ready;
 mod s3;
 pub(crate) mod supervise;
@@ -20,7 +21,10 @@ use std::time::Duration;
 use supervise::{Supervised, spawn, stop_all};
 
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DevArgs {
+    #[command(subcommand)]
+    pub action: Option<DevAction>,
     /// How many nodes.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub nodes: u16,
@@ -45,6 +49,31 @@ pub struct DevArgs {
     /// Do not ship logs at all.
     #[arg(long, conflicts_with = "s3_endpoint")]
     pub no_s3: bool,
+    /// Put a TCP proxy on every engine link, so that `keyfleet dev partition` can cut
+    /// links for real and `keyfleet dev heal` restore them.
+    #[arg(long)]
+    pub partitionable: bool,
+}
+
+/// What to do to a running partitionable dev fleet.
+#[derive(clap::Subcommand, Debug)]
+pub enum DevAction {
+    /// Cuts every engine link of each NODE (reset, and refused until healed); the
+    /// daemons' APIs stay reachable.
+    Partition {
+        /// The nodes to cut off, e.g. node3.
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// The running fleet's directory.
+        #[arg(long, default_value = crate::client::DEFAULT_DEV_DIR)]
+        dir: PathBuf,
+    },
+    /// Restores every engine link.
+    Heal {
+        /// The running fleet's directory.
+        #[arg(long, default_value = crate::client::DEFAULT_DEV_DIR)]
+        dir: PathBuf,
+    },
 }
 
 struct Node {
@@ -75,6 +104,34 @@ pub fn on_path(bin: &str) -> Option<PathBuf> {
 }
 
 pub fn main(args: DevArgs) -> u8 {
+    if let Some(action) = &args.action {
+        let (dir, nodes, heal) = match action {
+            DevAction::Partition { nodes, dir } => (dir, nodes.as_slice(), false),
+            DevAction::Heal { dir } => (dir, &[][..], true),
+        };
+        return match proxy::request(dir, nodes, heal) {
+            Ok(p) if p.cut.is_empty() => {
+                println!(
+                    "healed: every engine link of the fleet in {} restored",
+                    dir.display()
+                );
+                0
+            }
+            Ok(p) => {
+                let cut: Vec<_> = p.cut.into_iter().collect();
+                println!(
+                    "cut off from the other engines: {} (heal with `keyfleet dev heal --dir {}`)",
+                    cut.join(", "),
+                    shell_word(&dir.display().to_string())
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("keyfleet dev: {e}");
+                1
+            }
+        };
+    }
     match run(args) {
         Ok(()) => 0,
         Err(e) => {
@@ -134,6 +191,20 @@ fn run(args: DevArgs) -> Result<(), String> {
     // A fleet.json left by a `dev` that was killed describes a fleet that is gone.
     let _ = std::fs::remove_file(dir.join("fleet.json"));
     let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut mesh = if args.partitionable {
+        let mut proxies = Vec::new();
+        for from in &nodes {
+            for to in nodes.iter().filter(|t| t.name != from.name) {
+                proxies.push(proxy::Proxy::start(&from.name, &to.name, to.engine_port)?);
+            }
+        }
+        let mut mesh = proxy::Mesh::new(proxies);
+        mesh.reset_files(&dir)?;
+        Some(mesh)
+    } else {
+        let _ = std::fs::remove_file(dir.join("partition.json"));
+        None
+    };
 
     let (rt, shutdown) = runtime_with_shutdown_flag()?;
     let mut store = if args.no_s3 {
@@ -151,7 +222,7 @@ fn run(args: DevArgs) -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", node_dir.display()))?;
         }
         let config_path = node_dir.join("keyfleet.toml");
-        let mut toml = node_toml(n, &nodes, kind, &node_dir);
+        let mut toml = node_toml(n, &nodes, kind, &node_dir, mesh.as_ref());
         if let Some(store) = &store {
             let (top, tables) = store.node_toml(&node_dir);
             toml = top + &toml + &tables;
@@ -166,13 +237,17 @@ fn run(args: DevArgs) -> Result<(), String> {
             Command::new(&engine).arg(&conf_path),
             &node_dir.join("engine.log"),
         )?;
-        let daemon_child = spawn(
-            Command::new(&me)
-                .args(["daemon", "--config"])
-                .arg(&config_path)
-                .env("RUST_LOG", "info"),
-            &node_dir.join("daemon.log"),
-        )?;
+        let mut daemon = Command::new(&me);
+        daemon
+            .args(["daemon", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info");
+        // Tests shift one node's clock: KEYFLEET_TEST_CLOCK_OFFSET_node2=+200ms.
+        let offset_var = crate::safety::clock::OFFSET_VAR;
+        if let Some(offset) = std::env::var_os(format!("{offset_var}_{}", n.name)) {
+            daemon.env(offset_var, offset);
+        }
+        let daemon_child = spawn(&mut daemon, &node_dir.join("daemon.log"))?;
         fleet.push(serde_json::json!({
             "name": n.name,
             "engine_addr": format!("127.0.0.1:{}", n.engine_port),
@@ -194,6 +269,14 @@ fn run(args: DevArgs) -> Result<(), String> {
 
     ready::wait_ready(&rt, &nodes, &mut children, args.ready_timeout, &shutdown)?;
     let mut fleet_doc = serde_json::json!({ "nodes": fleet });
+    if let Some(mesh) = &mesh {
+        fleet_doc["partitionable"] = true.into();
+        fleet_doc["links"] = mesh
+            .proxies
+            .iter()
+            .map(|p| serde_json::json!({"from": p.from, "to": p.to, "proxy_port": p.port}))
+            .collect();
+    }
     if let Some(store) = &store {
         fleet_doc["logs_s3"] =
             serde_json::json!({"endpoint": store.endpoint, "bucket": store.bucket});
@@ -238,10 +321,22 @@ fn run(args: DevArgs) -> Result<(), String> {
             }
         );
     }
+    if mesh.is_some() {
+        let dir_arg = shell_word(&args.dir.display().to_string());
+        let _ = writeln!(
+            summary,
+            "  partitionable: `keyfleet dev partition {} --dir {dir_arg}` cuts a node off, \
+             `keyfleet dev heal --dir {dir_arg}` restores it",
+            nodes.last().map_or("node1", |n| n.name.as_str())
+        );
+    }
     let _ = writeln!(summary, "  try: {status}   (Ctrl-C stops the fleet)");
     print!("{summary}");
 
     while !shutdown.load(Ordering::SeqCst) {
+        if let Some(line) = mesh.as_mut().and_then(|m| m.poll(&dir)) {
+            eprintln!("keyfleet dev: {line}");
+        }
         for c in children.iter_mut().filter(|c| !c.exited) {
             if let Ok(Some(status)) = c.child.try_wait() {
                 eprintln!(
@@ -251,7 +346,7 @@ fn run(args: DevArgs) -> Result<(), String> {
                 c.exited = true;
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!(
         "keyfleet dev: stopping {} processes",
@@ -268,6 +363,9 @@ fn run(args: DevArgs) -> Result<(), String> {
         stop_all(vec![server]);
     }
     let _ = std::fs::remove_file(dir.join("fleet.json"));
+    for f in ["partition.json", "partition-applied.json"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
     eprintln!("keyfleet dev: stopped");
     Ok(())
 }
@@ -284,7 +382,18 @@ fn shell_word(s: &str) -> String {
     }
 }
 
-fn node_toml(n: &Node, all: &[Node], kind: EngineKind, node_dir: &Path) -> String {
+/// Node `n`'s config. With a `mesh`, peers' engines are named at the proxies' ports.
+fn node_toml(
+    n: &Node,
+    all: &[Node],
+    kind: EngineKind,
+    node_dir: &Path,
+    mesh: Option<&proxy::Mesh>,
+) -> String {
+    let engine_port = |to: &Node| {
+        mesh.and_then(|m| m.port(&n.name, &to.name))
+            .unwrap_or(to.engine_port)
+    };
     let mut t = format!(
         "node_name = \"{}\"\n\n[engine]\nkind = \"{}\"\nbind = \"127.0.0.1\"\nport = {}\n",
         n.name,
@@ -307,8 +416,18 @@ fn node_toml(n: &Node, all: &[Node], kind: EngineKind, node_dir: &Path) -> Strin
         let _ = write!(
             t,
             "\n[[peers]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nengine_port = {}\napi_port = {}\n",
-            p.name, p.engine_port, p.api_port
+            p.name,
+            engine_port(p),
+            p.api_port
         );
+    }
+    // A Redis primary knows its replicas by the port they announce: through a proxy,
+    // each must announce the port the primary's config names it at.
+    if kind == EngineKind::Redis
+        && n.name != all[0].name
+        && let Some(port) = mesh.and_then(|m| m.port(&all[0].name, &n.name))
+    {
+        let _ = write!(t, "\n[engine.settings]\nreplica-announce-port = {port}\n");
     }
     t
 }

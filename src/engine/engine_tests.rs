@@ -339,6 +339,34 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
         std::time::SystemTime::now(),
     );
     assert!(status.up && status.keys.is_some());
+    // The replication-safety checks: TIME, the canary's SET and PUBLISH, MGET of the
+    // peers' canaries, and a subscription to the canary channel.
+    let micros = engine.time_micros().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    assert!((micros - now).abs() < 5_000_000, "TIME {micros} vs {now}");
+    let mut sub = engine.subscribe("keyfleet:canary").await.unwrap();
+    engine
+        .write_canary(
+            "keyfleet:canary:node1",
+            "keyfleet:canary",
+            "1 2",
+            "node1 1 2",
+        )
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(2), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"node1 1 2");
+    let values = engine
+        .mget(&["keyfleet:canary:node1", "keyfleet:canary:node2"])
+        .await
+        .unwrap();
+    assert_eq!(values, vec![Some(b"1 2".to_vec()), None]);
 
     let denied = engine.run("CONFIG", &["GET", "masterauth"]).await;
     assert_eq!(
@@ -346,10 +374,19 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
         "engine_no_permission",
         "CONFIG GET reads masterauth in clear: the daemon must not have it"
     );
+    // A user's keys are neither written nor read.
+    for (command, args) in [("SET", ["user:1", "x"]), ("MGET", ["user:2", "user:3"])] {
+        let denied = engine.run(command, &args).await;
+        assert_eq!(
+            denied.unwrap_err().code(),
+            "engine_no_permission",
+            "{command} of a user's key must be refused"
+        );
+    }
     let log: Vec<redis::Value> = acl(&mut conn, &["LOG"]).await;
-    // Exactly the one refusal this test provoked: the client's own handshake and INFO
-    // were all allowed.
-    assert_eq!(log.len(), 1, "ACL LOG: {log:?}");
+    // Exactly the refusals this test provoked: the client's own handshake, INFO and the
+    // safety commands were all allowed.
+    assert_eq!(log.len(), 3, "ACL LOG: {log:?}");
 }
 
 #[path = "sharing_tests.rs"]

@@ -9,7 +9,7 @@ pub mod status;
 
 pub use info::{Info, InfoError};
 pub use resp::Value;
-pub use status::{LinkStatus, NodeError, NodeStatus, PeerLink, PeerRef};
+pub use status::{LinkSafety, LinkStatus, NodeError, NodeStatus, PeerLink, PeerRef};
 
 use resp::Connection;
 use std::fmt;
@@ -196,6 +196,80 @@ impl Engine {
         self.text("PING", &[]).await.map(drop)
     }
 
+    /// `TIME` as microseconds since the epoch (replication safety: clock skew).
+    pub async fn time_micros(&self) -> Result<i64, EngineError> {
+        let parts = match self.run("TIME", &[]).await? {
+            Value::Array(parts) if parts.len() == 2 => parts,
+            other => return Err(unexpected("TIME", &other)),
+        };
+        let num = |v: &Value| match v {
+            Value::Bulk(b) => std::str::from_utf8(b).ok()?.parse::<i64>().ok(),
+            _ => None,
+        };
+        match (num(&parts[0]), num(&parts[1])) {
+            (Some(secs), Some(micros)) => Ok(secs * 1_000_000 + micros),
+            _ => Err(unexpected("TIME", &Value::Array(parts))),
+        }
+    }
+
+    /// Writes this node's replication canary and announces it on the canary channel,
+    /// so peers see when the replication stream delivers it (`safety::canary`). The
+    /// daemon's only writes, to `keyfleet:` keys and channels only (daemon.acl).
+    pub async fn write_canary(
+        &self,
+        key: &str,
+        channel: &str,
+        value: &str,
+        announcement: &str,
+    ) -> Result<(), EngineError> {
+        self.text("SET", &[key, value]).await?;
+        self.run("PUBLISH", &[channel, announcement])
+            .await
+            .map(drop)
+    }
+
+    /// `MGET`: each key's value, `None` when it does not exist or is not a string.
+    pub async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        match self.run("MGET", keys).await? {
+            Value::Array(values) if values.len() == keys.len() => Ok(values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect()),
+            other => Err(unexpected("MGET", &other)),
+        }
+    }
+
+    /// A connection of its own, subscribed to `channel`: read it with
+    /// [`Subscription::next`]. It carries nothing else.
+    pub async fn subscribe(&self, channel: &str) -> Result<Subscription, EngineError> {
+        let mut conn = self.connect().await?;
+        let words: [&[u8]; 2] = [b"SUBSCRIBE", channel.as_bytes()];
+        let reply = tokio::time::timeout(self.options.command_timeout, conn.call(&words)).await;
+        match reply {
+            Err(_) => Err(self.timeout("SUBSCRIBE", self.options.command_timeout)),
+            Ok(Err(e)) => Err(EngineError::ConnectionLost {
+                target: self.options.target.to_string(),
+                command: "SUBSCRIBE",
+                detail: e.to_string(),
+            }),
+            Ok(Ok(Value::Error(text))) if text.starts_with("NOPERM") => {
+                Err(EngineError::NoPermission {
+                    user: self.user().to_owned(),
+                    command: "SUBSCRIBE",
+                    detail: text,
+                })
+            }
+            Ok(Ok(Value::Array(_))) => Ok(Subscription {
+                conn,
+                target: self.options.target.to_string(),
+            }),
+            Ok(Ok(other)) => Err(unexpected("SUBSCRIBE", &other)),
+        }
+    }
+
     /// Any command, for engines other than the node's own (a restore's target): the
     /// node's own engine gets only the commands above, which its ACL user allows.
     pub async fn command(
@@ -214,10 +288,7 @@ impl Engine {
                 command,
                 detail: "the reply is not UTF-8 text".to_owned(),
             }),
-            other => Err(EngineError::Command {
-                command,
-                detail: format!("unexpected reply {other:.60?}"),
-            }),
+            other => Err(unexpected(command, &other)),
         }
     }
 
@@ -340,6 +411,44 @@ impl Engine {
             target: self.options.target.to_string(),
             detail,
         }
+    }
+}
+
+/// A connection subscribed to one channel (`Engine::subscribe`).
+pub struct Subscription {
+    conn: Connection,
+    target: String,
+}
+
+impl Subscription {
+    /// The next message published on the channel; other pushes are skipped. It waits
+    /// as long as nothing is published: bound it with a timeout.
+    pub async fn next(&mut self) -> Result<Vec<u8>, EngineError> {
+        loop {
+            let value = self
+                .conn
+                .next_push()
+                .await
+                .map_err(|e| EngineError::ConnectionLost {
+                    target: self.target.clone(),
+                    command: "SUBSCRIBE",
+                    detail: e.to_string(),
+                })?;
+            if let Value::Array(mut parts) = value
+                && parts.len() == 3
+                && parts[0] == Value::Bulk(b"message".to_vec())
+                && let Value::Bulk(payload) = parts.remove(2)
+            {
+                return Ok(payload);
+            }
+        }
+    }
+}
+
+fn unexpected(command: &'static str, reply: &Value) -> EngineError {
+    EngineError::Command {
+        command,
+        detail: format!("unexpected reply {reply:.60?}"),
     }
 }
 

@@ -126,6 +126,11 @@ impl Connection {
         self.stream.get_mut().write_all(&self.out).await?;
         read_value(&mut self.stream, 0).await
     }
+
+    /// Reads the next message the engine pushes on a subscribed connection.
+    pub async fn next_push(&mut self) -> io::Result<Value> {
+        read_value(&mut self.stream, 0).await
+    }
 }
 
 /// A command as RESP: an array of bulk strings.

@@ -49,6 +49,24 @@ pub struct PeerLink {
     /// Why the link is in this state, when the numbers alone do not say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// What the replication-safety checks measured on this link (`crate::safety`).
+    #[serde(flatten)]
+    pub safety: LinkSafety,
+}
+
+/// The replication-safety figures of one link, filled in by `safety` (absent when the
+/// checks are off or have not measured yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LinkSafety {
+    /// Seconds from the peer's latest canary write until it arrived here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Seconds since the newest canary of the peer visible here was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_age_seconds: Option<f64>,
+    /// The peer engine's clock minus this node's, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_seconds: Option<f64>,
 }
 
 /// The answer of `GET /api/v1/node`. Figures are null when the engine is down.
@@ -73,6 +91,10 @@ pub struct NodeStatus {
     /// KeyDB only: masters with a live link.
     pub connected_masters: Option<u64>,
     pub links: Vec<PeerLink>,
+    /// Replication canary keys (`keyfleet:canary:*`) in db 0, which `keys` and
+    /// `keys_per_db` leave out: they are keyfleet's, not the user's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_keys: Option<u64>,
     /// RFC 3339, UTC.
     pub checked_at: String,
     pub checked_at_unix: f64,
@@ -130,6 +152,7 @@ impl NodeStatus {
             master_global_link_status: info.get("master_global_link_status").map(str::to_owned),
             connected_masters: info.get_u64("connected_masters"),
             links,
+            canary_keys: None,
             checked_at: rfc3339(checked_at),
             checked_at_unix: unix_seconds(checked_at),
             error: None,
@@ -154,6 +177,7 @@ impl NodeStatus {
                 last_io_seconds: None,
                 down_since_seconds: None,
                 reason: Some(ENGINE_DOWN),
+                safety: LinkSafety::default(),
             })
             .collect();
         NodeStatus {
@@ -172,6 +196,7 @@ impl NodeStatus {
             master_global_link_status: None,
             connected_masters: None,
             links,
+            canary_keys: None,
             checked_at: rfc3339(checked_at),
             checked_at_unix: unix_seconds(checked_at),
             error: Some(error),
@@ -179,6 +204,17 @@ impl NodeStatus {
     }
 
     /// What keeps this node from being ready, one line each; empty when ready.
+    /// Leaves `canary` keys of db 0 (keyfleet's replication canaries) out of the key
+    /// figures and records how many there were.
+    pub fn exclude_canary_keys(&mut self, canary: u64) {
+        if let Some(db0) = self.keys_per_db.get_mut(&0) {
+            let n = canary.min(*db0);
+            *db0 -= n;
+            self.keys = self.keys.map(|k| k - n);
+            self.canary_keys = Some(n);
+        }
+    }
+
     pub fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if !self.up {
@@ -245,6 +281,7 @@ fn master_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
                     .filter(|_| !m.link_up)
                     .and_then(non_negative),
                 reason: (!m.link_up && m.link_down_since_seconds == Some(-1)).then_some(NEVER_UP),
+                safety: LinkSafety::default(),
             }
         })
         .collect();
@@ -270,6 +307,7 @@ fn master_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
                 .filter(|_| !m.link_up)
                 .and_then(non_negative),
             reason: Some(NOT_A_PEER),
+            safety: LinkSafety::default(),
         });
     }
     links
@@ -294,6 +332,7 @@ fn replica_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
                 last_io_seconds: r.lag.filter(|_| up).and_then(non_negative),
                 down_since_seconds: None,
                 reason: None,
+                safety: LinkSafety::default(),
             }
         })
         .collect();
@@ -310,6 +349,7 @@ fn replica_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
             last_io_seconds: r.lag.filter(|_| up).and_then(non_negative),
             down_since_seconds: None,
             reason: Some(NOT_A_PEER),
+            safety: LinkSafety::default(),
         });
     }
     links
@@ -324,6 +364,7 @@ fn unlinked(peer: &PeerRef, reason: &'static str) -> PeerLink {
         last_io_seconds: None,
         down_since_seconds: None,
         reason: Some(reason),
+        safety: LinkSafety::default(),
     }
 }
 

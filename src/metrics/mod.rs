@@ -7,6 +7,7 @@
 mod backup;
 mod logship;
 mod redis;
+mod safety;
 mod text;
 
 use crate::engine::{Info, LinkStatus, NodeStatus};
@@ -112,15 +113,17 @@ impl Metrics {
     /// The text exposition of one scrape: the `redis_*` subset from `info` (only
     /// `redis_up 0` when the engine did not answer) and keyfleet's own figures.
     pub fn render(&self, status: &NodeStatus, info: Option<&Info>) -> String {
-        self.render_with_logs(status, info, None)
+        self.render_with(status, info, None, None)
     }
 
-    /// [`render`](Self::render) plus the log shipping figures, when shipping is on.
-    pub fn render_with_logs(
+    /// [`render`](Self::render) plus the log shipping figures, when shipping is on, and
+    /// the replication-safety figures, when the checks run.
+    pub fn render_with(
         &self,
         status: &NodeStatus,
         info: Option<&Info>,
         logs: Option<&crate::logship::LogsStatus>,
+        safety: Option<&crate::safety::Safety>,
     ) -> String {
         let mut out = Exposition::with_capacity(16 * 1024);
         match info {
@@ -132,6 +135,9 @@ impl Metrics {
             logship::render(&mut out, logs);
         }
         self.render_backup(&mut out);
+        if let Some(s) = safety {
+            safety::render(&mut out, &s.figures(), s.atomic_choice().as_ref());
+        }
         out.finish()
     }
 

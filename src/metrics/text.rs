@@ -7,6 +7,7 @@ use std::fmt::Write;
 pub enum Kind {
     Gauge,
     Counter,
+    Histogram,
 }
 
 impl Kind {
@@ -14,6 +15,7 @@ impl Kind {
         match self {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -39,6 +41,14 @@ impl Family {
         Family {
             name,
             kind: Kind::Counter,
+            help,
+        }
+    }
+
+    pub const fn histogram(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            kind: Kind::Histogram,
             help,
         }
     }
@@ -96,8 +106,37 @@ impl Exposition {
 
     /// A sample whose value is a number.
     pub fn sample(&mut self, family: &Family, labels: &[(&str, &str)], value: f64) {
+        self.suffixed(family, "", labels, value);
+    }
+
+    /// One histogram: cumulative `(upper bound, count)` buckets (`+Inf` last), sum and
+    /// count, as `NAME_bucket{le}`, `NAME_sum` and `NAME_count`.
+    pub fn histogram(
+        &mut self,
+        family: &Family,
+        labels: &[(&str, &str)],
+        buckets: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) {
+        for (bound, n) in buckets {
+            let le = if bound.is_infinite() {
+                "+Inf".to_owned()
+            } else {
+                bound.to_string()
+            };
+            let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+            with_le.push(("le", &le));
+            self.suffixed(family, "_bucket", &with_le, *n as f64);
+        }
+        self.suffixed(family, "_sum", labels, sum);
+        self.suffixed(family, "_count", labels, count as f64);
+    }
+
+    fn suffixed(&mut self, family: &Family, suffix: &str, labels: &[(&str, &str)], value: f64) {
         self.header(family);
         self.out.push_str(family.name);
+        self.out.push_str(suffix);
         self.labels(labels);
         self.out.push(' ');
         if value.is_nan() {

@@ -138,6 +138,11 @@ pub struct DevFleet {
 
 impl DevFleet {
     pub fn start(n: u16) -> DevFleet {
+        DevFleet::start_with(n, &[], &[])
+    }
+
+    /// A fleet started with further `dev` arguments and environment variables.
+    pub fn start_with(n: u16, args: &[&str], env: &[(&str, &str)]) -> DevFleet {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join(".keyfleet-dev");
         let base_port = free_base_port(n);
@@ -151,6 +156,8 @@ impl DevFleet {
                 "--dir",
             ])
             .arg(&dir)
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -300,6 +307,21 @@ pub fn ping(port: u16) -> Option<()> {
         .query::<String>(&mut con)
         .ok()
         .map(|_| ())
+}
+
+/// Keys in db 0 of the engine on `port` but the replication canaries the daemons write
+/// (`keyfleet:canary:NODE`, which a daemon's key figures leave out too).
+pub fn user_keys(port: u16) -> u64 {
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let all: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    let canaries: Vec<String> = redis::cmd("KEYS")
+        .arg("keyfleet:canary:*")
+        .query(&mut con)
+        .unwrap();
+    all - canaries.len() as u64
 }
 
 /// The OpenAPI document describes what `/api/v1/node` really answers, field for field.

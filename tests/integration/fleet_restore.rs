@@ -70,8 +70,9 @@ pub fn cmd(port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
     c.query(&mut conn(port))
 }
 
+/// The user's keys: DBSIZE less the daemons' replication canaries.
 pub fn dbsize(port: u16) -> u64 {
-    redis::cmd("DBSIZE").query(&mut conn(port)).unwrap()
+    crate::fixture::user_keys(port)
 }
 
 /// Waits until every node holds `n` keys.

@@ -26,3 +26,4 @@ mod net_fixture;
 mod render;
 mod restore;
 mod s3_fixture;
+mod safety;

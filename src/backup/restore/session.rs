@@ -128,6 +128,17 @@ impl Sessions {
         &self.peers
     }
 
+    /// Whether a restore holds this node: a step is running, or one was heard from in
+    /// the last 30 s (the replication canary pauses meanwhile: see `safety::canary`).
+    pub fn active(&self) -> bool {
+        match self.current.try_lock() {
+            Ok(current) => current
+                .as_ref()
+                .is_some_and(|s| s.heard.elapsed() < Duration::from_secs(30)),
+            Err(_) => true,
+        }
+    }
+
     fn peer(&self, name: Option<&str>) -> Result<&Peer, BackupError> {
         let name = name.unwrap_or("");
         self.peers.iter().find(|p| p.name == name).ok_or_else(|| {

@@ -59,6 +59,9 @@ impl Backups {
             let result = me
                 .load(&id, &target, &host, port, &manifest, &old_auth)
                 .await;
+            // The backup's canaries were loaded too; the record counts the user's keys.
+            let result =
+                result.map(|k| super::super::manifest::without_canaries(k, manifest.canary_keys));
             me.restores.finished(&me.metrics, &id, result);
         });
         Ok(record)

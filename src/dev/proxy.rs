@@ -1,0 +1,358 @@
+//! `keyfleet dev --partitionable`: a TCP proxy on every engine link, so that a link can be
+//! cut for real and healed. Node A's config names peer B at the port of the proxy
+//! "A→B", which forwards to B's engine; A's replication link to B, and A's daemon's
+//! clock-skew reads of B, go through it. Cutting a proxy resets every connection it
+//! carries and refuses new ones until it is healed; the daemons' API traffic does not go
+//! through it, so the daemons still see each other, as the operators of a real fleet
+//! partitioned between engines would.
+//!
+//! `keyfleet dev partition NODE... --dir DIR` writes `DIR/partition.json` (which nodes
+//! are cut off, and a generation number); the running `dev` applies it and writes the
+//! generation back to `DIR/partition-applied.json`, which the command waits for.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One directed link's proxy: `from`'s engine dials it to reach `to`'s.
+pub struct Proxy {
+    pub from: String,
+    pub to: String,
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `127.0.0.1:upstream`.
+    pub fn start(from: &str, to: &str, upstream: u16) -> Result<Proxy, String> {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| format!("cannot listen for the {from}→{to} proxy: {e}"))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let live: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (c, l) = (cut.clone(), live.clone());
+        std::thread::Builder::new()
+            .name(format!("proxy-{from}-{to}"))
+            .spawn(move || accept_loop(listener, upstream, c, l))
+            .map_err(|e| format!("cannot start the {from}→{to} proxy: {e}"))?;
+        Ok(Proxy {
+            from: from.into(),
+            to: to.into(),
+            port,
+            cut,
+            live,
+        })
+    }
+
+    /// Cuts (`true`) or heals the link. Cutting resets every connection it carries.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+        if cut {
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            for s in live.drain(..) {
+                reset(&s);
+            }
+        }
+    }
+
+    pub fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
+}
+
+/// Closes a connection with a reset (SO_LINGER 0), as a dropped link looks to the peer.
+fn reset(s: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized option value.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    let _ = s.shutdown(Shutdown::Both);
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    upstream: u16,
+    cut: Arc<AtomicBool>,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+) {
+    for conn in listener.incoming() {
+        let Ok(client) = conn else { continue };
+        if cut.load(Ordering::SeqCst) {
+            reset(&client);
+            continue;
+        }
+        let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+            reset(&client);
+            continue;
+        };
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        let (Ok(c2), Ok(s2), Ok(c3), Ok(s3)) = (
+            client.try_clone(),
+            server.try_clone(),
+            client.try_clone(),
+            server.try_clone(),
+        ) else {
+            continue;
+        };
+        {
+            let mut l = live.lock().unwrap_or_else(|p| p.into_inner());
+            // Connections that ended are pruned here, so the list stays bounded.
+            l.retain(|s| s.peer_addr().is_ok());
+            l.push(c3);
+            l.push(s3);
+        }
+        std::thread::spawn(move || pump(client, s2));
+        std::thread::spawn(move || pump(server, c2));
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// What `partition.json` says: the nodes cut off from every other, and a generation
+/// that `partition-applied.json` echoes once applied.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Partition {
+    pub generation: u64,
+    pub cut: BTreeSet<String>,
+}
+
+fn request_path(dir: &Path) -> PathBuf {
+    dir.join("partition.json")
+}
+
+fn applied_path(dir: &Path) -> PathBuf {
+    dir.join("partition-applied.json")
+}
+
+fn read_partition(path: &Path) -> Option<Partition> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn write_atomically(path: &Path, p: &Partition) -> Result<(), String> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string(p).expect("json") + "\n";
+    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The proxies of a partitionable fleet, and the partition they apply.
+pub struct Mesh {
+    pub proxies: Vec<Proxy>,
+    applied: Partition,
+}
+
+impl Mesh {
+    pub fn new(proxies: Vec<Proxy>) -> Mesh {
+        Mesh {
+            proxies,
+            applied: Partition::default(),
+        }
+    }
+
+    /// The port node `from` dials to reach `to`'s engine.
+    pub fn port(&self, from: &str, to: &str) -> Option<u16> {
+        self.proxies
+            .iter()
+            .find(|p| p.from == from && p.to == to)
+            .map(|p| p.port)
+    }
+
+    /// Starts over: no partition requested or applied (a file left by an earlier `dev`).
+    pub fn reset_files(&mut self, dir: &Path) -> Result<(), String> {
+        self.applied = Partition::default();
+        write_atomically(&request_path(dir), &self.applied)?;
+        write_atomically(&applied_path(dir), &self.applied)
+    }
+
+    /// Applies `partition.json` if it changed; returns a line saying what changed.
+    pub fn poll(&mut self, dir: &Path) -> Option<String> {
+        let wanted = read_partition(&request_path(dir))?;
+        if wanted == self.applied {
+            return None;
+        }
+        for p in &self.proxies {
+            let cut = wanted.cut.contains(&p.from) || wanted.cut.contains(&p.to);
+            if cut != p.is_cut() {
+                p.set_cut(cut);
+            }
+        }
+        if let Err(e) = write_atomically(&applied_path(dir), &wanted) {
+            return Some(format!("cannot confirm the partition: {e}"));
+        }
+        self.applied = wanted;
+        let cut_links = self.proxies.iter().filter(|p| p.is_cut()).count();
+        Some(if self.applied.cut.is_empty() {
+            "healed: every engine link restored".to_owned()
+        } else {
+            format!(
+                "partition: {} cut off ({cut_links} of {} directed engine links cut)",
+                self.applied
+                    .cut
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.proxies.len()
+            )
+        })
+    }
+}
+
+/// `keyfleet dev partition` / `heal`: asks the running `dev` in `dir` to cut off `nodes`
+/// (added to those already cut) or, with `heal`, to restore every link; waits up to 5 s
+/// for it to apply.
+pub fn request(dir: &Path, nodes: &[String], heal: bool) -> Result<Partition, String> {
+    let fleet: serde_json::Value = std::fs::read_to_string(dir.join("fleet.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| {
+            format!(
+                "no running fleet in {}: start one with `keyfleet dev --partitionable --dir {}`",
+                dir.display(),
+                dir.display()
+            )
+        })?;
+    if fleet["partitionable"] != true {
+        return Err(format!(
+            "the fleet in {} was started without --partitionable: its engines are linked \
+             directly; restart it with `keyfleet dev --partitionable`",
+            dir.display()
+        ));
+    }
+    let names: Vec<&str> = fleet["nodes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["name"].as_str()).collect())
+        .unwrap_or_default();
+    if let Some(unknown) = nodes.iter().find(|n| !names.contains(&n.as_str())) {
+        return Err(format!(
+            "`{unknown}` is not a node of this fleet ({})",
+            names.join(", ")
+        ));
+    }
+    let current = read_partition(&request_path(dir)).unwrap_or_default();
+    let mut next = Partition {
+        generation: current.generation + 1,
+        cut: if heal { BTreeSet::new() } else { current.cut },
+    };
+    next.cut.extend(nodes.iter().cloned());
+    write_atomically(&request_path(dir), &next)?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if read_partition(&applied_path(dir)).is_some_and(|a| a.generation >= next.generation) {
+            return Ok(next);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "the fleet in {} did not apply the change within 5 s: is its `keyfleet dev` still running?",
+        dir.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_proxy_resets_its_connections_and_refuses_new_ones() {
+        let upstream = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let up_port = upstream.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in upstream.incoming() {
+                let mut conn = conn.unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = conn.read(&mut buf) {
+                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let proxy = Proxy::start("a", "b", up_port).unwrap();
+        let echo = |s: &mut TcpStream| -> std::io::Result<Vec<u8>> {
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            s.write_all(b"ping")?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf)?;
+            Ok(buf.to_vec())
+        };
+        let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        assert_eq!(echo(&mut s).unwrap(), b"ping");
+        proxy.set_cut(true);
+        assert!(
+            echo(&mut s).is_err(),
+            "a connection through a cut link must break"
+        );
+        let mut again = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        assert!(
+            echo(&mut again).is_err(),
+            "a cut link must refuse new connections"
+        );
+        proxy.set_cut(false);
+        let mut healed = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+        assert_eq!(echo(&mut healed).unwrap(), b"ping");
+    }
+
+    #[test]
+    fn partition_files_are_applied_once_and_confirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = ["n1", "n2", "n3"];
+        let mut proxies = Vec::new();
+        for from in nodes {
+            for to in nodes.iter().filter(|t| **t != from) {
+                proxies.push(Proxy::start(from, to, 1).unwrap());
+            }
+        }
+        let mut mesh = Mesh::new(proxies);
+        mesh.reset_files(dir.path()).unwrap();
+        assert_eq!(mesh.poll(dir.path()), None);
+        let want = Partition {
+            generation: 1,
+            cut: BTreeSet::from(["n3".to_owned()]),
+        };
+        write_atomically(&request_path(dir.path()), &want).unwrap();
+        let line = mesh.poll(dir.path()).unwrap();
+        assert!(line.contains("n3 cut off (4 of 6"), "{line}");
+        let cut: Vec<_> = mesh
+            .proxies
+            .iter()
+            .filter(|p| p.is_cut())
+            .map(|p| format!("{}>{}", p.from, p.to))
+            .collect();
+        assert_eq!(cut, ["n1>n3", "n2>n3", "n3>n1", "n3>n2"]);
+        assert_eq!(read_partition(&applied_path(dir.path())), Some(want));
+        assert_eq!(mesh.poll(dir.path()), None, "applied once");
+    }
+}
