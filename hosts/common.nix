@@ -44,6 +44,9 @@ in
       allowedSources = [ "192.168.1.30" ];
     };
 
+    # The safety checks read the user's keys as an ACL user of their own (EXISTS, DEL).
+    safety.reader.passwordFile = "/run/secrets/keyfleet/safety-reader-password";
+
     api = {
       listenAddress = address;
       tokenFile = "/run/secrets/keyfleet/api-token";

@@ -3,7 +3,9 @@
 # writes /run/keydb/secrets.conf (0600), which the rendered engine config includes last.
 # Passwords are stored there as SHA-256 only, except masterauth, which the engine must
 # send to its peers. With backups and services.keyfleet.backups.restore.passwordFile,
-# the restore user (modules/backups.nix) is one of them.
+# the restore user (modules/backups.nix) is one of them; with
+# services.keyfleet.safety.reader.passwordFile, the safety checks' reader
+# (modules/safety.nix).
 {
   config,
   lib,
@@ -29,6 +31,21 @@ let
   # (src/engine/restore.acl).
   daemonRules = aclFileRules ../src/engine/daemon.acl;
   restoreRules = aclFileRules ../src/engine/restore.acl;
+  # And the safety checks' reader's (src/engine/safety.acl, modules/safety.nix).
+  readerRules = aclFileRules ../src/engine/safety.acl;
+  scfg = cfg.safety.reader;
+  readerUser = cfg.safety.enable && scfg.passwordFile != null;
+  readerClash =
+    if scfg.user == ecfg.user then
+      "the daemon's user (services.keyfleet.engine.user)"
+    else if scfg.user == ecfg.replication.user then
+      "the replication user (services.keyfleet.engine.replication.user)"
+    else if restoreUser && scfg.user == rcfg.user then
+      "the restore user (services.keyfleet.backups.restore.user)"
+    else if ecfg.users ? ${scfg.user} then
+      "an application user (services.keyfleet.engine.users.${scfg.user})"
+    else
+      null;
 
   # The restore user exists with backups and its password (modules/backups.nix).
   restoreUser = cfg.backups.enable && rcfg.passwordFile != null;
@@ -114,6 +131,13 @@ let
         source = rcfg.passwordFile;
         rules = restoreRules;
       };
+    }
+    // lib.optionalAttrs readerUser {
+      ${scfg.user} = {
+        credential = "safety-reader-password";
+        source = scfg.passwordFile;
+        rules = readerRules;
+      };
     };
 
   credentials =
@@ -122,7 +146,8 @@ let
       ecfg.replication.passwordFile != null
     ) "replication-password:${ecfg.replication.passwordFile}"
     ++ lib.mapAttrsToList (name: user: "user-${name}:${user.passwordFile}") ecfg.users
-    ++ lib.optional restoreUser "restore-password:${rcfg.passwordFile}";
+    ++ lib.optional restoreUser "restore-password:${rcfg.passwordFile}"
+    ++ lib.optional readerUser "safety-reader-password:${scfg.passwordFile}";
 
   # The arguments of keydb-write-secrets.sh, each quoted for the shell.
   secretsArgs = [
@@ -238,6 +263,10 @@ in
       {
         assertion = !restoreUser || restoreClash == null;
         message = "services.keyfleet.backups.restore.user `${rcfg.user}` is also ${restoreClash}; the restore user must be a user of its own, with only the rules in src/engine/restore.acl.";
+      }
+      {
+        assertion = !readerUser || readerClash == null;
+        message = "services.keyfleet.safety.reader.user `${scfg.user}` is also ${readerClash}; the reader must be a user of its own, with only the rules in src/engine/safety.acl.";
       }
     ];
 

@@ -51,7 +51,19 @@ let
     active-replica = true;
     multi-master = true;
   }
-  // lib.optionalAttrs (masters != [ ]) { replicaof = map replicaof masters; };
+  // lib.optionalAttrs (masters != [ ]) { replicaof = map replicaof masters; }
+  # Keyevent notifications of deletes and expiries, which the safety checks record while
+  # a link is down (modules/safety.nix).
+  // lib.optionalAttrs cfg.safety.enable { notify-keyspace-events = "Egx"; };
+
+  # A notify-keyspace-events setting that lacks what the safety checks need (E, and g and
+  # x or A), as src/config/safety.rs `missing_events` finds it.
+  events = ecfg.settings.notify-keyspace-events or "Egx";
+  eventsMissing = lib.filter (c: !(lib.hasInfix c events || (c != "E" && lib.hasInfix "A" events))) [
+    "E"
+    "g"
+    "x"
+  ];
 
   # Directives engine.settings may not change, and why: the list src/config/validate.rs
   # refuses too (one "name  why" per line).
@@ -277,6 +289,10 @@ in
       {
         assertion = ecfg.kind == "keydb" || cfg.peers == [ ] || ecfg.primary != null;
         message = ''services.keyfleet.engine.kind = "redis" with peers needs services.keyfleet.engine.primary.'';
+      }
+      {
+        assertion = !cfg.safety.enable || eventsMissing == [ ];
+        message = "services.keyfleet.engine.settings.notify-keyspace-events `${events}` lacks `${lib.concatStrings eventsMissing}`: the safety checks track deleted and expired keys by keyevent notifications (E, g, x); add them, or set services.keyfleet.safety.enable = false.";
       }
     ]
     ++ map (name: {

@@ -14,6 +14,8 @@ let
   inherit (klib) duration seconds;
 
   nodes = [ cfg.nodeName ] ++ map (p: p.name) cfg.peers;
+  # The name of the reader's password among the daemon's credentials.
+  readerCredential = "safety-reader-password";
   show = d: if builtins.isInt d then "${toString d}s" else d;
   missing = lib.filter (n: !(lib.elem n scfg.atomicWritesOrder)) nodes;
   unknown = lib.filter (n: !(lib.elem n nodes)) scfg.atomicWritesOrder;
@@ -62,6 +64,30 @@ in
         Clock skew beyond this either way fires `KeyfleetClockSkew`: KeyDB resolves
         conflicting writes by wall-clock time.
       '';
+    };
+    reader = {
+      user = lib.mkOption {
+        type = klib.aclUserName;
+        default = "keyfleet-safety";
+        description = ''
+          ACL user of the engine the checks that read the user's keys act as: which keys
+          deleted during a partition exist again after the heal (`EXISTS`, `SELECT`),
+          and `keyfleet repair resurrected --delete` (`DEL`): the rules in
+          `src/engine/safety.acl`, on every key. Nothing else uses it.
+        '';
+      };
+      passwordFile = lib.mkOption {
+        type = lib.types.nullOr klib.secretFile;
+        default = null;
+        description = ''
+          File holding the reader's password (letters, digits and `._~+/=-`), handed to
+          the engine's and the daemon's units by `LoadCredential=`. Null: no reader, and
+          on an engine with ACLs the resurrection check fails with
+          `engine_no_permission` (shown in `/api/v1/safety`), while deletes during a
+          partition are still recorded.
+        '';
+        example = "/run/secrets/keyfleet/safety-reader-password";
+      };
     };
     atomicWritesOrder = lib.mkOption {
       type = lib.types.listOf lib.types.str;
@@ -120,6 +146,14 @@ in
     }
     // lib.optionalAttrs (scfg.atomicWritesOrder != [ ]) {
       atomic_writes_order = scfg.atomicWritesOrder;
+    }
+    // lib.optionalAttrs (scfg.enable && scfg.reader.passwordFile != null) {
+      reader_user = scfg.reader.user;
+      reader_password_file = readerCredential;
     };
+
+    systemd.services.keyfleet.serviceConfig.LoadCredential = lib.optional (
+      scfg.enable && scfg.reader.passwordFile != null
+    ) "${readerCredential}:${scfg.reader.passwordFile}";
   };
 }

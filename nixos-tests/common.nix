@@ -17,6 +17,7 @@ name:
       engine-password = "daemon-secret";
       replication-password = "replication-secret";
       app-password = "app-secret";
+      safety-reader-password = "reader-secret";
     })
   ];
 
@@ -34,6 +35,7 @@ name:
       replication.passwordFile = "/etc/keyfleet-test/replication-password";
       users.app.passwordFile = "/etc/keyfleet-test/app-password";
     };
+    safety.reader.passwordFile = "/etc/keyfleet-test/safety-reader-password";
   };
 
   environment.systemPackages = [

@@ -121,6 +121,7 @@ pub fn main(config_path: &Path) -> u8 {
             &config,
             clock,
             peer_engines(&config, secrets.engine_password.clone()),
+            reader_engine_for(&config, &secrets),
         ));
         let state = Arc::new(State {
             safety,
@@ -224,6 +225,18 @@ fn peer_engines(config: &Config, password: Option<String>) -> Vec<(String, Engin
             (p.name.clone(), Engine::new(options))
         })
         .collect()
+}
+
+/// The engine as the safety checks read the user's keys: as `[safety] reader_user` when
+/// set, else as the daemon's own user (`restore_engine_for` does the same for restores).
+fn reader_engine_for(config: &Config, secrets: &crate::config::Secrets) -> Engine {
+    let (user, password) = match config.safety.reader_user.clone() {
+        Some(user) => (Some(user), secrets.safety_reader_password.clone()),
+        None => (config.engine.user.clone(), secrets.engine_password.clone()),
+    };
+    let mut engine = engine_options(config, password);
+    engine.user = user;
+    Engine::new(engine)
 }
 
 fn engine_for(config: &Config, password: Option<String>) -> Engine {
@@ -333,9 +346,7 @@ async fn poll_loop(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let (node, info) = crate::fleet::read_local(&state).await;
-        let full_syncs = info.as_ref().and_then(|i| i.get_u64("sync_full"));
-        state.safety.observe_poll(&node, full_syncs);
+        let node = crate::fleet::local_node(&state).await;
         let reasons = node.problems();
         let answered = state.engine.has_answered();
         let summary = crate::fleet::summary_line(&node, &reasons, answered);

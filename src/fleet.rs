@@ -46,6 +46,7 @@ pub async fn read_local(state: &State) -> (NodeStatus, Option<Info>) {
                 &peers,
                 SystemTime::now(),
             );
+            state.safety.observe(&status, info.get_u64("sync_full"));
             state.safety.annotate(&mut status);
             (status, Some(info))
         }
@@ -66,6 +67,7 @@ pub async fn read_local(state: &State) -> (NodeStatus, Option<Info>) {
                 &peers,
                 SystemTime::now(),
             );
+            state.safety.observe(&status, None);
             (status, None)
         }
     }

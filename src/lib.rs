@@ -16,6 +16,7 @@ pub mod logs;
 pub mod logship;
 pub mod metrics;
 pub mod render;
+pub mod repair_cli;
 pub mod restore_cli;
 pub mod s3;
 pub mod safety;

@@ -59,6 +59,11 @@ fn typed_directives(c: &Config) -> BTreeMap<String, Vec<String>> {
     set("maxmemory", e.maxmemory.to_string());
     set("maxmemory-policy", e.maxmemory_policy.clone());
     set("appendonly", yes_no(e.appendonly).into());
+    if c.safety.enabled {
+        // Keyevent notifications of deletes and expiries only (not of every write):
+        // the safety checks record the keys deleted while a link is down.
+        set("notify-keyspace-events", "Egx".into());
+    }
     let replicaof = |p: &crate::config::Peer| format!("{} {}", p.address, p.engine_port);
     let masters: Vec<String> = match e.kind {
         EngineKind::Keydb => {

@@ -366,7 +366,7 @@ def secrets_script(name, node):
 
 
 path = secrets_script("node1", checks["hosts"]["node1"])
-for cred in ("engine-password", "replication-password", "user-app", ENGINE_RESTORE_CREDENTIAL):
+for cred in ("engine-password", "replication-password", "user-app", ENGINE_RESTORE_CREDENTIAL, "safety-reader-password"):
     with open(os.path.join(creds, cred), "w") as f:
         f.write("good-pw\n")
 
@@ -384,7 +384,7 @@ if os.path.exists(secrets_conf):
 
 good = subprocess.run(["bash", path], env=env, capture_output=True, text=True)
 written = open(secrets_conf).read() if good.returncode == 0 else ""
-if "masterauth good-pw\n" not in written or "\nuser app reset on #" not in written:
+if "masterauth good-pw\n" not in written or "\nuser app reset on #" not in written or "\nuser keyfleet-safety reset on #" not in written:
     problems.append(f"node1's secrets script on good credentials: {good.returncode} {good.stderr} {written}")
 if os.path.exists(secrets_conf):
     os.remove(secrets_conf)

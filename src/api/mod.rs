@@ -52,6 +52,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/node", get(node))
         .route("/api/v1/fleet", get(fleet_view))
         .route("/api/v1/safety", get(safety))
+        .route("/api/v1/safety/repair", post(safety_repair))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/api/v1/logs", get(logs::status))
@@ -109,6 +110,32 @@ async fn fleet_view(Ax(state): Ax<Arc<State>>) -> Response {
 
 async fn safety(Ax(state): Ax<Arc<State>>) -> Response {
     Json(state.safety.report()).into_response()
+}
+
+async fn safety_repair(Ax(state): Ax<Arc<State>>, body: axum::body::Bytes) -> Response {
+    let req: crate::safety::deletes::RepairRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "repair_request_invalid",
+                message: format!(
+                    "the body must be {{\"delete\": bool, \"peers\"?: bool, \"keys\"?: [{{\"db\", \"key\"}}]}}: {e}"
+                ),
+            }
+            .into_response();
+        }
+    };
+    if !state.safety.enabled() {
+        return ApiError {
+            status: StatusCode::CONFLICT,
+            code: "safety_disabled",
+            message: "the safety checks are off ([safety] enabled = false): nothing is tracked"
+                .into(),
+        }
+        .into_response();
+    }
+    Json(crate::safety::deletes::repair(&state, req).await).into_response()
 }
 
 async fn metrics(Ax(state): Ax<Arc<State>>) -> Response {

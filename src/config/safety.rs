@@ -48,6 +48,19 @@ pub struct SafetyConfig {
     /// must list the same order; empty means node names sorted.
     #[serde(default)]
     pub atomic_writes_order: Vec<String>,
+    /// The engine user the checks that read the user's keys act as (the rules in
+    /// `src/engine/safety.acl`: read commands and DEL, every key): which deleted keys
+    /// exist again, and `keyfleet repair resurrected --delete`. Absent: the daemon's own
+    /// user, which then needs those rules (a dev fleet has no ACL at all).
+    #[serde(default)]
+    pub reader_user: Option<String>,
+    /// Its password. A secret: a relative path is looked up in `$CREDENTIALS_DIRECTORY`.
+    #[serde(default)]
+    pub reader_password_file: Option<std::path::PathBuf>,
+    /// The most keys deleted during a partition that are remembered (and checked once
+    /// the links heal); more are counted, not kept.
+    #[serde(default = "default_deletes_max")]
+    pub deletes_max: u32,
 }
 
 impl Default for SafetyConfig {
@@ -60,10 +73,16 @@ impl Default for SafetyConfig {
             skew_samples: default_skew_samples(),
             skew_threshold: default_skew_threshold(),
             atomic_writes_order: Vec::new(),
+            reader_user: None,
+            reader_password_file: None,
+            deletes_max: default_deletes_max(),
         }
     }
 }
 
+fn default_deletes_max() -> u32 {
+    100_000
+}
 fn default_true() -> bool {
     true
 }
@@ -112,6 +131,15 @@ impl SafetyConfig {
         if self.skew_threshold < Duration::from_millis(1) {
             return p("skew_threshold", "must be at least 1ms".into());
         }
+        if self.reader_user.is_some() != self.reader_password_file.is_some() {
+            return p(
+                "reader_user",
+                "reader_user and reader_password_file go together".into(),
+            );
+        }
+        if !(100..=10_000_000).contains(&self.deletes_max) {
+            return p("deletes_max", "must be between 100 and 10000000".into());
+        }
         if !self.atomic_writes_order.is_empty() {
             for (i, name) in self.atomic_writes_order.iter().enumerate() {
                 if !nodes.contains(&name.as_str()) {
@@ -138,6 +166,15 @@ impl SafetyConfig {
             }
         }
         None
+    }
+
+    /// The keyspace events the engine must publish for the checks: `E` (keyevent
+    /// channels), `g` (DEL and the like), `x` (expired). `None` when `value` (a
+    /// `notify-keyspace-events` setting) has them all; else what is missing.
+    pub fn missing_events(value: &str) -> Option<String> {
+        let has = |c: char| value.contains(c) || (c != 'E' && value.contains('A'));
+        let missing: String = ['E', 'g', 'x'].into_iter().filter(|c| !has(*c)).collect();
+        (!missing.is_empty()).then_some(missing)
     }
 
     /// The fleet's nodes in atomic-writes order: as configured, else by name.

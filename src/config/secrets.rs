@@ -19,6 +19,8 @@ pub struct Secrets {
     pub backups_age_identity: Option<String>,
     /// `[backups] restore_password_file`'s text.
     pub backups_restore_password: Option<String>,
+    /// `[safety] reader_password_file`'s text.
+    pub safety_reader_password: Option<String>,
 }
 
 /// An S3 access key pair, read from files; `Debug` shows neither half.
@@ -91,6 +93,10 @@ impl Config {
             backups_age_recipients: optional("backups.age_recipients_file", &recipients)?,
             backups_age_identity: optional("backups.age_identity_file", &identity)?,
             backups_restore_password: optional("backups.restore_password_file", &restore)?,
+            safety_reader_password: optional(
+                "safety.reader_password_file",
+                &self.safety.reader_password_file,
+            )?,
             engine_password: optional("engine.password_file", &self.engine.password_file)?,
             api_token: optional("api.token_file", &self.api.token_file)?,
             logs_s3,

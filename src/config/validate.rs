@@ -148,6 +148,19 @@ impl Config {
         if let Some((key, message)) = self.safety.problem(&self.node_names()) {
             return Err(invalid(format!("safety.{key}"), message));
         }
+        if self.safety.enabled
+            && let Some(Directive::Str(events)) = self.engine.settings.get("notify-keyspace-events")
+            && let Some(missing) = super::SafetyConfig::missing_events(events)
+        {
+            return Err(invalid(
+                "engine.settings.notify-keyspace-events".into(),
+                format!(
+                    "`{events}` lacks `{missing}`: the safety checks track deleted and expired \
+                     keys by keyevent notifications (E, g, x); add them, or set \
+                     safety.enabled = false"
+                ),
+            ));
+        }
         if let Some(logs) = &self.logs {
             if let Some((key, message)) = logs.problem() {
                 return Err(invalid(format!("logs.{key}"), message));

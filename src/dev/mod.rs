@@ -223,9 +223,17 @@ fn run(args: DevArgs) -> Result<(), String> {
         }
         let config_path = node_dir.join("keyfleet.toml");
         let mut toml = node_toml(n, &nodes, kind, &node_dir, mesh.as_ref());
-        if let Some(store) = &store {
-            let (top, tables) = store.node_toml(&node_dir);
-            toml = top + &toml + &tables;
+        match &store {
+            Some(store) => {
+                let (top, tables) = store.node_toml(&node_dir);
+                toml = top + &toml + &tables;
+            }
+            // The daemon's state (the safety checks' deleted keys) stays in the node's
+            // directory, as with a store.
+            None => {
+                let state = toml::Value::String(node_dir.join("state").display().to_string());
+                toml = format!("state_dir = {state}\n") + &toml;
+            }
         }
         std::fs::write(&config_path, &toml)
             .map_err(|e| format!("{}: {e}", config_path.display()))?;

@@ -127,6 +127,20 @@ impl Connection {
         read_value(&mut self.stream, 0).await
     }
 
+    /// Sends several commands at once and reads their replies, in order (one round trip).
+    pub async fn call_many(&mut self, commands: &[Vec<&[u8]>]) -> io::Result<Vec<Value>> {
+        self.out.clear();
+        for args in commands {
+            encode(&mut self.out, args);
+        }
+        self.stream.get_mut().write_all(&self.out).await?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in commands {
+            replies.push(read_value(&mut self.stream, 0).await?);
+        }
+        Ok(replies)
+    }
+
     /// Reads the next message the engine pushes on a subscribed connection.
     pub async fn next_push(&mut self) -> io::Result<Value> {
         read_value(&mut self.stream, 0).await

@@ -37,7 +37,7 @@ const FULL_SYNCS: Family = Family::counter(
 );
 const LINK_FLAPS: Family = Family::counter(
     "keyfleet_peer_link_flaps_total",
-    "Times the replication link with this peer went down, as the daemon's poller saw it.",
+    "Times the replication link with this peer went down, as the daemon saw it (each poll and each API read of the engine).",
 );
 const CANARY_WRITES: Family = Family::counter(
     "keyfleet_canary_writes_total",
@@ -54,6 +54,18 @@ const WORKER_UP: Family = Family::gauge(
 const WORKER_FAILURES: Family = Family::counter(
     "keyfleet_safety_worker_failures_total",
     "Failed runs of each safety worker.",
+);
+const RESURRECTED: Family = Family::counter(
+    "keyfleet_resurrected_keys_total",
+    "Keys deleted or expired on this node while a link was down that existed again once the fleet converged (KeyDB keeps no tombstones).",
+);
+const DELETES_TRACKED: Family = Family::gauge(
+    "keyfleet_deletes_tracked",
+    "Keys deleted during a partition, waiting for the heal to be checked.",
+);
+const DELETES_UNTRACKED: Family = Family::counter(
+    "keyfleet_deletes_untracked_total",
+    "Deletes during a partition that were counted but not kept (safety.deletes_max reached, or a key that is not UTF-8 text): they cannot be checked.",
 );
 const ATOMIC: Family = Family::gauge(
     "keyfleet_atomic_writes_node",
@@ -97,6 +109,11 @@ pub(super) fn render(out: &mut Exposition, f: &Figures, atomic: Option<&Choice>)
     }
     for p in &f.peers {
         out.sample(&LINK_FLAPS, &[("peer", &p.peer)], p.link_flaps as f64);
+    }
+    if let Some((tracked, untracked, resurrected)) = f.deletes {
+        out.sample(&RESURRECTED, &[], resurrected as f64);
+        out.sample(&DELETES_TRACKED, &[], tracked as f64);
+        out.sample(&DELETES_UNTRACKED, &[], untracked as f64);
     }
     out.sample(&CANARY_WRITES, &[], f.canary_writes as f64);
     out.sample(&CANARY_KEYS, &[], f.canary_keys as f64);

@@ -8,6 +8,7 @@
 pub mod atomic;
 mod canary;
 pub mod clock;
+pub mod deletes;
 mod histogram;
 mod skew;
 
@@ -92,6 +93,12 @@ pub struct Safety {
     inbound: Vec<String>,
     /// Whether this node writes a canary (not a Redis replica, which is read-only).
     writes: bool,
+    /// Peers this node holds a replication link with (`fleet::expected_links`): a
+    /// delete while one of them is down is tracked.
+    linked: Vec<String>,
+    /// The local engine as `[safety] reader_user` (or the daemon's user): EXISTS and
+    /// DEL of the user's keys, on a connection of its own.
+    pub(crate) reader: crate::engine::Engine,
     lag_threshold: f64,
     skew_threshold: f64,
     started_us: i64,
@@ -109,14 +116,20 @@ struct Inner {
     /// The engine's `sync_full` at the last poll.
     full_syncs: Option<u64>,
     atomic: Option<atomic::Choice>,
+    /// Keys deleted during a partition (None when the checks are off).
+    deletes: Option<deletes::Deletes>,
+    /// Since when every expected link has been up, as the poller saw it.
+    links_up_since: Option<std::time::Instant>,
 }
 
 impl Safety {
-    /// `peer_engines`: a client of each peer's engine, by peer name.
+    /// `peer_engines`: a client of each peer's engine, by peer name; `reader`: the local
+    /// engine as the reader user.
     pub fn new(
         config: &Config,
         clock: Clock,
         peer_engines: Vec<(String, crate::engine::Engine)>,
+        reader: crate::engine::Engine,
     ) -> Safety {
         let is_redis_primary = config.engine.kind == EngineKind::Redis
             && config.engine.primary.as_deref() == Some(config.node_name.as_str());
@@ -129,6 +142,10 @@ impl Safety {
                 .collect()
         };
         let writes = config.engine.kind == EngineKind::Keydb || is_redis_primary;
+        let linked: Vec<String> = crate::fleet::expected_links(config)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
         let s = &config.safety;
         let peers = config
             .peers
@@ -142,27 +159,42 @@ impl Safety {
                     "canary" => writes || !inbound.is_empty(),
                     "canary_listener" => !inbound.is_empty(),
                     "clock_skew" => !config.peers.is_empty(),
+                    "delete_listener" | "resurrection_check" => !linked.is_empty(),
                     _ => true,
                 }
         };
-        let workers = ["canary", "canary_listener", "clock_skew", "atomic_writes"]
-            .into_iter()
-            .map(|name| WorkerStatus {
-                name,
-                state: if runs(name) { "starting" } else { "off" },
-                runs: 0,
-                failures: 0,
-                last_run_unix: None,
-                last_error: None,
-            })
-            .collect();
+        let workers = [
+            "canary",
+            "canary_listener",
+            "clock_skew",
+            "atomic_writes",
+            "delete_listener",
+            "resurrection_check",
+        ]
+        .into_iter()
+        .map(|name| WorkerStatus {
+            name,
+            state: if runs(name) { "starting" } else { "off" },
+            runs: 0,
+            failures: 0,
+            last_run_unix: None,
+            last_error: None,
+        })
+        .collect();
         let started_us = clock.now_us();
+        let deletes = (s.enabled && !linked.is_empty())
+            .then(|| deletes::Deletes::load(&config.state_dir, s.deletes_max as usize));
+        if let Some(e) = deletes.as_ref().and_then(|d| d.load_error.as_ref()) {
+            tracing::error!(code = "safety_state_corrupt", "{e}");
+        }
         Safety {
             clock,
             node: config.node_name.clone(),
             enabled: s.enabled,
             inbound,
             writes,
+            linked,
+            reader,
             lag_threshold: s.lag_threshold.as_secs_f64(),
             skew_threshold: s.skew_threshold.as_secs_f64(),
             started_us,
@@ -174,6 +206,8 @@ impl Safety {
                 canary_writes: 0,
                 full_syncs: None,
                 atomic: None,
+                deletes,
+                links_up_since: None,
             }),
         }
     }
@@ -251,11 +285,24 @@ impl Safety {
         }
     }
 
-    /// The poller saw the node's links and its `sync_full`: counts link flaps.
-    pub fn observe_poll(&self, status: &NodeStatus, full_syncs: Option<u64>) {
+    /// A fresh read of the engine (the poller's, or a request's) saw the node's links and
+    /// its `sync_full`: counts link flaps and notes since when every link is up.
+    pub fn observe(&self, status: &NodeStatus, full_syncs: Option<u64>) {
         let mut inner = self.lock();
         if full_syncs.is_some() {
             inner.full_syncs = full_syncs;
+        }
+        let all_up = status.up
+            && self.linked.iter().all(|name| {
+                status
+                    .links
+                    .iter()
+                    .any(|l| &l.peer == name && l.status == LinkStatus::Up)
+            });
+        if !all_up {
+            inner.links_up_since = None;
+        } else if inner.links_up_since.is_none() {
+            inner.links_up_since = Some(std::time::Instant::now());
         }
         if !status.up {
             return;
@@ -308,6 +355,14 @@ impl Safety {
             skew_threshold_seconds: self.skew_threshold,
             full_syncs: inner.full_syncs,
             atomic_writes_node: inner.atomic.as_ref().and_then(|a| a.node.clone()),
+            deletes: inner.deletes.as_ref().map(|d| DeletesReport {
+                tracked: d.tracker.tracked.len() as u64,
+                untracked: d.tracker.untracked,
+                resurrected_total: d.tracker.resurrected_total,
+                stayed_deleted_total: d.tracker.stayed_deleted_total,
+                resurrected: d.tracker.resurrected.iter().cloned().collect(),
+                load_error: d.load_error.clone(),
+            }),
             peers,
             workers: inner.workers.clone(),
         }
@@ -333,6 +388,13 @@ impl Safety {
             canary_writes: inner.canary_writes,
             canary_keys: inner.canary_keys,
             full_syncs: inner.full_syncs,
+            deletes: inner.deletes.as_ref().map(|d| {
+                (
+                    d.tracker.tracked.len() as u64,
+                    d.tracker.untracked,
+                    d.tracker.resurrected_total,
+                )
+            }),
             peers: inner
                 .peers
                 .iter()
@@ -373,8 +435,25 @@ pub struct Report {
     pub full_syncs: Option<u64>,
     /// This daemon's latest choice (`GET /api/v1/fleet` decides afresh).
     pub atomic_writes_node: Option<String>,
+    /// Keys deleted here during a partition, and those that came back (null when this
+    /// node has no link to watch, or the checks are off).
+    pub deletes: Option<DeletesReport>,
     pub peers: Vec<PeerReport>,
     pub workers: Vec<WorkerStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeletesReport {
+    /// Deleted or expired while a link was down, not yet checked.
+    pub tracked: u64,
+    /// Not kept (the set was full, or the key is not UTF-8 text).
+    pub untracked: u64,
+    pub resurrected_total: u64,
+    pub stayed_deleted_total: u64,
+    /// The newest resurrected keys (at most 1000), until repaired.
+    pub resurrected: Vec<deletes::Resurrected>,
+    /// The state file was corrupt at start (moved aside).
+    pub load_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -403,6 +482,8 @@ pub struct Figures {
     pub canary_writes: u64,
     pub canary_keys: u64,
     pub full_syncs: Option<u64>,
+    /// (tracked, untracked, resurrected total).
+    pub deletes: Option<(u64, u64, u64)>,
     pub peers: Vec<PeerFigures>,
     pub workers: Vec<(&'static str, &'static str, u64)>,
 }
@@ -440,6 +521,10 @@ pub fn spawn(
     }
     if !off("clock_skew") {
         tokio::spawn(skew::run(state.clone(), stop.clone()));
+    }
+    if !off("delete_listener") {
+        tokio::spawn(deletes::listen(state.clone(), stop.clone()));
+        tokio::spawn(deletes::check(state.clone(), stop.clone()));
     }
     if !off("atomic_writes") {
         tokio::spawn(atomic::run(state, stop));

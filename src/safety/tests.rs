@@ -26,6 +26,28 @@ api_port = 7103
     Config::parse(std::path::Path::new("node1.toml"), &text).unwrap()
 }
 
+/// The checks' state, with a reader engine that is never asked (nothing listens on
+/// port 1) and the state in a directory of the test's own.
+fn new_safety(config: &Config, clock: Clock) -> Safety {
+    let mut config = config.clone();
+    config.state_dir = std::env::temp_dir().join(format!(
+        "keyfleet-safety-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let reader = crate::engine::Engine::new(crate::engine::EngineOptions {
+        target: crate::engine::Target::Tcp {
+            host: "127.0.0.1".into(),
+            port: 1,
+        },
+        user: None,
+        password: None,
+        connect_timeout: std::time::Duration::from_millis(100),
+        command_timeout: std::time::Duration::from_millis(100),
+    });
+    Safety::new(&config, clock, Vec::new(), reader)
+}
+
 fn link(peer: &str, up: bool) -> PeerLink {
     PeerLink {
         peer: peer.into(),
@@ -57,7 +79,7 @@ fn status(links: Vec<PeerLink>) -> NodeStatus {
 
 #[test]
 fn a_canary_counts_once_and_its_lag_is_corrected_by_the_skew() {
-    let s = Safety::new(&config(""), Clock::default(), Vec::new());
+    let s = new_safety(&config(""), Clock::default());
     s.canary_arrived("node2", 1, 1_000_000, 1_000_400);
     // The same canary again, by way of node3: not a second observation.
     s.canary_arrived("node2", 1, 1_000_000, 1_009_000);
@@ -81,7 +103,7 @@ fn a_canary_counts_once_and_its_lag_is_corrected_by_the_skew() {
 #[test]
 fn canary_age_grows_from_the_newest_value_seen() {
     let clock = Clock::default();
-    let s = Safety::new(&config(""), clock, Vec::new());
+    let s = new_safety(&config(""), clock);
     let now = clock.now_us();
     s.canaries_read(&[
         ("node1".into(), Some(format!("5 {now}").into_bytes())),
@@ -116,7 +138,7 @@ fn canary_age_grows_from_the_newest_value_seen() {
 
 #[test]
 fn the_status_leaves_canary_keys_out_and_shows_each_link() {
-    let s = Safety::new(&config(""), Clock::default(), Vec::new());
+    let s = new_safety(&config(""), Clock::default());
     let now = s.clock.now_us();
     s.canaries_read(&[
         ("node1".into(), Some(format!("1 {now}").into_bytes())),
@@ -140,9 +162,9 @@ fn the_status_leaves_canary_keys_out_and_shows_each_link() {
 
 #[test]
 fn link_flaps_are_counted_on_the_way_down() {
-    let s = Safety::new(&config(""), Clock::default(), Vec::new());
+    let s = new_safety(&config(""), Clock::default());
     for up in [true, false, false, true, false] {
-        s.observe_poll(&status(vec![link("node2", up)]), Some(3));
+        s.observe(&status(vec![link("node2", up)]), Some(3));
     }
     let r = s.report();
     assert_eq!(r.full_syncs, Some(3));
@@ -158,11 +180,7 @@ fn link_flaps_are_counted_on_the_way_down() {
 
 #[test]
 fn off_means_no_worker_and_no_figures() {
-    let s = Safety::new(
-        &config("[safety]\nenabled = false\n"),
-        Clock::default(),
-        Vec::new(),
-    );
+    let s = new_safety(&config("[safety]\nenabled = false\n"), Clock::default());
     let r = s.report();
     assert!(!r.enabled && !r.writes_canary);
     assert!(r.workers.iter().all(|w| w.state == "off"));
@@ -175,7 +193,7 @@ fn off_means_no_worker_and_no_figures() {
 #[test]
 fn a_redis_replica_expects_the_primarys_canary_and_writes_none() {
     let replica = config("kind = \"redis\"\nprimary = \"node2\"\n");
-    let s = Safety::new(&replica, Clock::default(), Vec::new());
+    let s = new_safety(&replica, Clock::default());
     let r = s.report();
     assert!(!r.writes_canary);
     let expected: Vec<_> = r
@@ -186,7 +204,7 @@ fn a_redis_replica_expects_the_primarys_canary_and_writes_none() {
         .collect();
     assert_eq!(expected, ["node2"]);
     let primary = config("kind = \"redis\"\nprimary = \"node1\"\n");
-    let s = Safety::new(&primary, Clock::default(), Vec::new());
+    let s = new_safety(&primary, Clock::default());
     let r = s.report();
     assert!(r.writes_canary);
     assert!(r.peers.iter().all(|p| !p.canary_expected));

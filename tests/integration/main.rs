@@ -27,3 +27,4 @@ mod render;
 mod restore;
 mod s3_fixture;
 mod safety;
+mod safety_deletes;
