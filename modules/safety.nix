@@ -65,6 +65,24 @@ in
         conflicting writes by wall-clock time.
       '';
     };
+    divergenceRate = lib.mkOption {
+      type = lib.types.ints.between 0 10000;
+      default = 20;
+      description = ''
+        Keys a second the divergence sampler reads on every node (a SCAN of this node's
+        keyspace, as the reader); 0 turns it off. Differences still there after
+        {option}`services.keyfleet.safety.lagThreshold` fire `KeyfleetDivergentKeys`.
+      '';
+    };
+    deletesMax = lib.mkOption {
+      type = lib.types.ints.between 100 10000000;
+      default = 100000;
+      description = ''
+        The most keys deleted during a partition that are remembered (in
+        /var/lib/keyfleet) and checked once the links heal; more are counted in
+        `keyfleet_deletes_untracked_total`.
+      '';
+    };
     reader = {
       user = lib.mkOption {
         type = klib.aclUserName;
@@ -143,6 +161,8 @@ in
       skew_interval = scfg.skewInterval;
       skew_samples = scfg.skewSamples;
       skew_threshold = scfg.skewThreshold;
+      divergence_rate = scfg.divergenceRate;
+      deletes_max = scfg.deletesMax;
     }
     // lib.optionalAttrs (scfg.atomicWritesOrder != [ ]) {
       atomic_writes_order = scfg.atomicWritesOrder;

@@ -121,7 +121,17 @@ pub fn main(config_path: &Path) -> u8 {
             &config,
             clock,
             peer_engines(&config, secrets.engine_password.clone()),
-            reader_engine_for(&config, &secrets),
+            reader_engine_for(&config, &secrets, None),
+            config
+                .peers
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        reader_engine_for(&config, &secrets, Some(p)),
+                    )
+                })
+                .collect(),
         ));
         let state = Arc::new(State {
             safety,
@@ -227,15 +237,28 @@ fn peer_engines(config: &Config, password: Option<String>) -> Vec<(String, Engin
         .collect()
 }
 
-/// The engine as the safety checks read the user's keys: as `[safety] reader_user` when
-/// set, else as the daemon's own user (`restore_engine_for` does the same for restores).
-fn reader_engine_for(config: &Config, secrets: &crate::config::Secrets) -> Engine {
+/// The engine (or `peer`'s) as the safety checks read the user's keys: as `[safety]
+/// reader_user` when set, else as the daemon's own user (`restore_engine_for` does the
+/// same for restores). A peer's is bounded by `fleet.peer_timeout`.
+fn reader_engine_for(
+    config: &Config,
+    secrets: &crate::config::Secrets,
+    peer: Option<&crate::config::Peer>,
+) -> Engine {
     let (user, password) = match config.safety.reader_user.clone() {
         Some(user) => (Some(user), secrets.safety_reader_password.clone()),
         None => (config.engine.user.clone(), secrets.engine_password.clone()),
     };
     let mut engine = engine_options(config, password);
     engine.user = user;
+    if let Some(p) = peer {
+        engine.target = Target::Tcp {
+            host: p.address.clone(),
+            port: p.engine_port,
+        };
+        engine.connect_timeout = config.fleet.peer_timeout;
+        engine.command_timeout = config.fleet.peer_timeout;
+    }
     Engine::new(engine)
 }
 

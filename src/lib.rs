@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod dev;
+pub mod diff_cli;
 pub mod engine;
 pub mod fleet;
 pub mod http_client;

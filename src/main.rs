@@ -30,6 +30,8 @@ enum Command {
     Logs(keyfleet::logs::LogsArgs),
     /// Backups to S3: take one, list them, show one, restore one outside the fleet.
     Backup(keyfleet::backups_cli::BackupArgs),
+    /// Compare the whole keyspace across every node and print the keys that differ.
+    Diff(keyfleet::diff_cli::DiffArgs),
     /// Repair what the replication-safety checks found: resurrected keys.
     Repair(keyfleet::repair_cli::RepairArgs),
     /// Render configuration files.
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => keyfleet::logs::main(args),
         Command::Backup(args) => keyfleet::backups_cli::main(args),
         Command::Repair(args) => keyfleet::repair_cli::main(args),
+        Command::Diff(args) => keyfleet::diff_cli::main(args),
         Command::Render {
             what: RenderWhat::KeydbConf { config },
         } => match keyfleet::config::Config::load(&config) {

@@ -53,6 +53,7 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v1/fleet", get(fleet_view))
         .route("/api/v1/safety", get(safety))
         .route("/api/v1/safety/repair", post(safety_repair))
+        .route("/api/v1/safety/diff", get(diff_show).post(diff_start))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .route("/api/v1/logs", get(logs::status))
@@ -136,6 +137,53 @@ async fn safety_repair(Ax(state): Ax<Arc<State>>, body: axum::body::Bytes) -> Re
         .into_response();
     }
     Json(crate::safety::deletes::repair(&state, req).await).into_response()
+}
+
+async fn diff_start(Ax(state): Ax<Arc<State>>, body: axum::body::Bytes) -> Response {
+    use crate::safety::diff::{DiffRequest, Refused};
+    let text = if body.is_empty() {
+        &b"{}"[..]
+    } else {
+        &body[..]
+    };
+    let refused = |status, code, message: String| ApiError {
+        status,
+        code,
+        message,
+    };
+    let req: DiffRequest = match serde_json::from_slice(text) {
+        Ok(r) => r,
+        Err(e) => {
+            return refused(
+                StatusCode::BAD_REQUEST,
+                "diff_request_invalid",
+                format!("the body must be {{\"pattern\"?: string, \"rate\"?: keys a second}}: {e}"),
+            )
+            .into_response();
+        }
+    };
+    match crate::safety::diff::start(&state, req) {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
+        Err(Refused::Invalid(m)) => {
+            refused(StatusCode::BAD_REQUEST, "diff_request_invalid", m).into_response()
+        }
+        Err(Refused::Running(m)) => {
+            refused(StatusCode::CONFLICT, "diff_in_progress", m).into_response()
+        }
+    }
+}
+
+async fn diff_show(Ax(state): Ax<Arc<State>>) -> Response {
+    match crate::safety::diff::current(&state) {
+        Some(job) => Json(job).into_response(),
+        None => ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "diff_not_found",
+            message: "no diff has run on this daemon since it started; POST /api/v1/safety/diff"
+                .into(),
+        }
+        .into_response(),
+    }
 }
 
 async fn metrics(Ax(state): Ax<Arc<State>>) -> Response {

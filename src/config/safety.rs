@@ -61,6 +61,10 @@ pub struct SafetyConfig {
     /// the links heal); more are counted, not kept.
     #[serde(default = "default_deletes_max")]
     pub deletes_max: u32,
+    /// Keys a second the divergence sampler reads on every node (SCAN of this node's
+    /// keyspace, as reader_user); 0 turns it off.
+    #[serde(default = "default_divergence_rate")]
+    pub divergence_rate: u32,
 }
 
 impl Default for SafetyConfig {
@@ -76,10 +80,14 @@ impl Default for SafetyConfig {
             reader_user: None,
             reader_password_file: None,
             deletes_max: default_deletes_max(),
+            divergence_rate: default_divergence_rate(),
         }
     }
 }
 
+fn default_divergence_rate() -> u32 {
+    20
+}
 fn default_deletes_max() -> u32 {
     100_000
 }
@@ -135,6 +143,12 @@ impl SafetyConfig {
             return p(
                 "reader_user",
                 "reader_user and reader_password_file go together".into(),
+            );
+        }
+        if self.divergence_rate > 10_000 {
+            return p(
+                "divergence_rate",
+                "must be at most 10000 keys a second (0 turns the sampler off)".into(),
             );
         }
         if !(100..=10_000_000).contains(&self.deletes_max) {

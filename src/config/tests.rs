@@ -429,6 +429,17 @@ fn bad_safety_settings_are_named() {
             "not `n2`",
         ),
         ("canary = true", "canary", "unknown field"),
+        (
+            "divergence_rate = 20000",
+            "safety.divergence_rate",
+            "at most 10000",
+        ),
+        ("deletes_max = 10", "safety.deletes_max", "between 100 and"),
+        (
+            "reader_user = \"keyfleet-safety\"",
+            "safety.reader_user",
+            "go together",
+        ),
     ] {
         let e = error_of(&minimal(&format!("[safety]\n{line}\n{peers}")));
         assert!(e.contains(key) && e.contains(says), "{line}: {e}");

@@ -498,3 +498,17 @@ async fn the_safety_reader_rules_are_exactly_enough() {
     let log: Vec<redis::Value> = acl(&mut conn, &["LOG"]).await;
     assert_eq!(log.len(), 3, "ACL LOG: {log:?}");
 }
+
+#[test]
+fn a_value_digest_ignores_the_mvcc_stamp_and_the_crc() {
+    let a = b"\x00\x03abc\xfa\x0bmvcc-tstamp\x0512345\x09\x00CRCCRCCR";
+    let b = b"\x00\x03abc\xfa\x0bmvcc-tstamp\x0567890\x09\x00crccrccr";
+    let plain = b"\x00\x03abc\x09\x00CRCCRCCR";
+    assert_eq!(super::value_digest(a), super::value_digest(b));
+    assert_eq!(super::value_digest(a), super::value_digest(plain));
+    assert_ne!(
+        super::value_digest(b"\x00\x03abd\x09\x00CRCCRCCR"),
+        super::value_digest(a)
+    );
+    assert_eq!(super::value_digest(b"short"), super::value_digest(b""));
+}

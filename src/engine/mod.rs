@@ -41,6 +41,23 @@ fn acl_rules(text: &'static str) -> Vec<&'static str> {
         .collect()
 }
 
+/// The SHA-256, in hex, of a `DUMP` payload's value: without its RDB version and CRC
+/// (the last 10 bytes) and without KeyDB's `mvcc-tstamp` aux field, which a node may
+/// stamp differently. Two nodes hold the same value when these are equal.
+pub fn value_digest(dump: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    const MVCC: &[u8] = b"\xfa\x0bmvcc-tstamp";
+    let body = &dump[..dump.len().saturating_sub(10)];
+    let value = match body.windows(MVCC.len()).rposition(|w| w == MVCC) {
+        Some(at) => &body[..at],
+        None => body,
+    };
+    Sha256::digest(value)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// A password that never shows up in `Debug` output, logs or errors.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -67,6 +67,14 @@ const DELETES_UNTRACKED: Family = Family::counter(
     "keyfleet_deletes_untracked_total",
     "Deletes during a partition that were counted but not kept (safety.deletes_max reached, or a key that is not UTF-8 text): they cannot be checked.",
 );
+const DIVERGENT: Family = Family::gauge(
+    "keyfleet_divergent_keys",
+    "Keys whose copies differ between nodes (existence, type, TTL or value), found by the sampler and still different after the re-check.",
+);
+const SAMPLED: Family = Family::counter(
+    "keyfleet_divergence_sampled_keys_total",
+    "Keys the divergence sampler has compared across nodes.",
+);
 const ATOMIC: Family = Family::gauge(
     "keyfleet_atomic_writes_node",
     "1 for the node (label target: `node` is the scrape's own) that writes which must be atomic should go to (see /api/v1/fleet), 0 for the others.",
@@ -114,6 +122,13 @@ pub(super) fn render(out: &mut Exposition, f: &Figures, atomic: Option<&Choice>)
         out.sample(&RESURRECTED, &[], resurrected as f64);
         out.sample(&DELETES_TRACKED, &[], tracked as f64);
         out.sample(&DELETES_UNTRACKED, &[], untracked as f64);
+    }
+    if f.workers
+        .iter()
+        .any(|(n, s, _)| *n == "divergence" && *s != "off")
+    {
+        out.sample(&DIVERGENT, &[], f.divergent as f64);
+        out.sample(&SAMPLED, &[], f.sampled as f64);
     }
     out.sample(&CANARY_WRITES, &[], f.canary_writes as f64);
     out.sample(&CANARY_KEYS, &[], f.canary_keys as f64);

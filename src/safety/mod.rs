@@ -9,6 +9,8 @@ pub mod atomic;
 mod canary;
 pub mod clock;
 pub mod deletes;
+pub mod diff;
+pub mod divergence;
 mod histogram;
 mod skew;
 
@@ -99,6 +101,8 @@ pub struct Safety {
     /// The local engine as `[safety] reader_user` (or the daemon's user): EXISTS and
     /// DEL of the user's keys, on a connection of its own.
     pub(crate) reader: crate::engine::Engine,
+    /// Each peer's engine as the reader user (divergence).
+    peer_readers: Vec<(String, crate::engine::Engine)>,
     lag_threshold: f64,
     skew_threshold: f64,
     started_us: i64,
@@ -120,6 +124,9 @@ struct Inner {
     deletes: Option<deletes::Deletes>,
     /// Since when every expected link has been up, as the poller saw it.
     links_up_since: Option<std::time::Instant>,
+    sampler: divergence::Sampler,
+    /// The `keyfleet diff` running or last run.
+    diff: Option<diff::DiffJob>,
 }
 
 impl Safety {
@@ -130,6 +137,7 @@ impl Safety {
         clock: Clock,
         peer_engines: Vec<(String, crate::engine::Engine)>,
         reader: crate::engine::Engine,
+        peer_readers: Vec<(String, crate::engine::Engine)>,
     ) -> Safety {
         let is_redis_primary = config.engine.kind == EngineKind::Redis
             && config.engine.primary.as_deref() == Some(config.node_name.as_str());
@@ -160,6 +168,7 @@ impl Safety {
                     "canary_listener" => !inbound.is_empty(),
                     "clock_skew" => !config.peers.is_empty(),
                     "delete_listener" | "resurrection_check" => !linked.is_empty(),
+                    "divergence" => !config.peers.is_empty() && s.divergence_rate > 0,
                     _ => true,
                 }
         };
@@ -170,6 +179,7 @@ impl Safety {
             "atomic_writes",
             "delete_listener",
             "resurrection_check",
+            "divergence",
         ]
         .into_iter()
         .map(|name| WorkerStatus {
@@ -195,6 +205,7 @@ impl Safety {
             writes,
             linked,
             reader,
+            peer_readers,
             lag_threshold: s.lag_threshold.as_secs_f64(),
             skew_threshold: s.skew_threshold.as_secs_f64(),
             started_us,
@@ -208,6 +219,8 @@ impl Safety {
                 atomic: None,
                 deletes,
                 links_up_since: None,
+                sampler: divergence::Sampler::default(),
+                diff: None,
             }),
         }
     }
@@ -363,6 +376,13 @@ impl Safety {
                 resurrected: d.tracker.resurrected.iter().cloned().collect(),
                 load_error: d.load_error.clone(),
             }),
+            divergence: DivergenceReport {
+                divergent_keys: inner.sampler.divergent.len() as u64,
+                overflow: inner.sampler.overflow,
+                sampled_total: inner.sampler.sampled_total,
+                pending: inner.sampler.pending.len() as u64,
+                examples: inner.sampler.divergent.values().take(20).cloned().collect(),
+            },
             peers,
             workers: inner.workers.clone(),
         }
@@ -388,6 +408,8 @@ impl Safety {
             canary_writes: inner.canary_writes,
             canary_keys: inner.canary_keys,
             full_syncs: inner.full_syncs,
+            divergent: inner.sampler.divergent.len() as u64,
+            sampled: inner.sampler.sampled_total,
             deletes: inner.deletes.as_ref().map(|d| {
                 (
                     d.tracker.tracked.len() as u64,
@@ -438,8 +460,23 @@ pub struct Report {
     /// Keys deleted here during a partition, and those that came back (null when this
     /// node has no link to watch, or the checks are off).
     pub deletes: Option<DeletesReport>,
+    pub divergence: DivergenceReport,
     pub peers: Vec<PeerReport>,
     pub workers: Vec<WorkerStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DivergenceReport {
+    /// Keys whose copies still differed between nodes after the re-check.
+    pub divergent_keys: u64,
+    /// Divergent keys not kept (the set holds 1000).
+    pub overflow: u64,
+    /// Keys the sampler has read since the daemon started.
+    pub sampled_total: u64,
+    /// Keys that differed once, waiting for their re-check.
+    pub pending: u64,
+    /// Up to 20 divergent keys with every node's copy.
+    pub examples: Vec<divergence::Divergent>,
 }
 
 #[derive(Debug, Serialize)]
@@ -484,6 +521,8 @@ pub struct Figures {
     pub full_syncs: Option<u64>,
     /// (tracked, untracked, resurrected total).
     pub deletes: Option<(u64, u64, u64)>,
+    pub divergent: u64,
+    pub sampled: u64,
     pub peers: Vec<PeerFigures>,
     pub workers: Vec<(&'static str, &'static str, u64)>,
 }
@@ -525,6 +564,9 @@ pub fn spawn(
     if !off("delete_listener") {
         tokio::spawn(deletes::listen(state.clone(), stop.clone()));
         tokio::spawn(deletes::check(state.clone(), stop.clone()));
+    }
+    if !off("divergence") {
+        tokio::spawn(divergence::run(state.clone(), stop.clone()));
     }
     if !off("atomic_writes") {
         tokio::spawn(atomic::run(state, stop));

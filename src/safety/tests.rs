@@ -45,7 +45,7 @@ fn new_safety(config: &Config, clock: Clock) -> Safety {
         connect_timeout: std::time::Duration::from_millis(100),
         command_timeout: std::time::Duration::from_millis(100),
     });
-    Safety::new(&config, clock, Vec::new(), reader)
+    Safety::new(&config, clock, Vec::new(), reader, Vec::new())
 }
 
 fn link(peer: &str, up: bool) -> PeerLink {

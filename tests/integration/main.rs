@@ -28,3 +28,4 @@ mod restore;
 mod s3_fixture;
 mod safety;
 mod safety_deletes;
+mod safety_divergence;

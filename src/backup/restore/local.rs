@@ -13,7 +13,6 @@ use crate::config::Peer;
 use crate::engine::info::Info;
 use crate::engine::{Engine, EngineError, Target, Value};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,7 +283,7 @@ impl Local {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             out.push(match self.run("DUMP", &[key]).await? {
-                Value::Bulk(b) => Some(hex(&Sha256::digest(value_part(&b)))),
+                Value::Bulk(b) => Some(crate::engine::value_digest(&b)),
                 _ => None,
             });
         }
@@ -361,36 +360,6 @@ fn state_of(info: &Info) -> NodeState {
             .collect(),
         connected_replicas: info.get_u64("connected_slaves").unwrap_or(0),
         loading: info.get("loading") == Some("1"),
-    }
-}
-
-/// A `DUMP` payload without its RDB version and CRC (the last 10 bytes) and without
-/// KeyDB's `mvcc-tstamp` aux field, which a node may stamp differently.
-fn value_part(dump: &[u8]) -> &[u8] {
-    const MVCC: &[u8] = b"\xfa\x0bmvcc-tstamp";
-    let body = &dump[..dump.len().saturating_sub(10)];
-    match body.windows(MVCC.len()).rposition(|w| w == MVCC) {
-        Some(at) => &body[..at],
-        None => body,
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_value_digest_ignores_the_mvcc_stamp_and_the_crc() {
-        let a = b"\x00\x03abc\xfa\x0bmvcc-tstamp\x0512345\x09\x00CRCCRCCR";
-        let b = b"\x00\x03abc\xfa\x0bmvcc-tstamp\x0567890\x09\x00crccrccr";
-        assert_eq!(value_part(a), b"\x00\x03abc");
-        assert_eq!(value_part(a), value_part(b));
-        assert_ne!(value_part(b"\x00\x03abd\x09\x00CRCCRCCR"), value_part(a));
-        assert_eq!(value_part(b"short"), b"");
     }
 }
 
