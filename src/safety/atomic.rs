@@ -73,7 +73,9 @@ pub fn decide(state: &State, nodes: &[Value]) -> Choice {
 /// Refreshes the choice every few seconds, so the metrics carry it between API calls.
 pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let every = state.config.fleet.poll_interval.max(Duration::from_secs(5));
-    let mut tick = tokio::time::interval(every);
+    // The first look one interval after start: the fleet's daemons start together, and
+    // asking peers that are not up yet would count errors on a healthy fleet.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

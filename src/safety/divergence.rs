@@ -329,10 +329,13 @@ pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         let result = round(&state, rate, recheck_after).await;
-        if let Err((code, _)) = &result {
+        // Until every node's engine has answered once, a failure is the fleet starting.
+        let answered = state.safety.readers().iter().all(|(_, e)| e.has_answered());
+        if let Err((code, _)) = &result
+            && answered
+        {
             state.metrics.record_error(code);
         }
-        let answered = state.safety.reader.has_answered();
         state.safety.record_run("divergence", answered, result);
     }
 }
