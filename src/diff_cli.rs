@@ -145,8 +145,11 @@ fn report(v: &Value) -> String {
         out += &format!("db{} {}\n", d["db"], d["key"].as_str().unwrap_or("?"));
         for c in d["copies"].as_array().into_iter().flatten() {
             let what = if c["exists"] == true {
+                let written = c["lastmodified_seconds"]
+                    .as_i64()
+                    .map_or(String::new(), |s| format!(" written {s}s ago"));
                 format!(
-                    "{} ttl {} value {}",
+                    "{} ttl {} value {}{written}",
                     c["type"].as_str().unwrap_or("?"),
                     c["ttl_ms"]
                         .as_i64()
@@ -170,7 +173,7 @@ mod tests {
     fn the_report_shows_each_nodes_copy() {
         let v = json!({"state": "complete", "compared": 10, "differing_total": 1, "differing": [
             {"db": 0, "key": "k", "copies": [
-                {"node": "node1", "exists": true, "type": "string", "ttl_ms": null, "digest": "ab12"},
+                {"node": "node1", "exists": true, "type": "string", "ttl_ms": null, "digest": "ab12", "lastmodified_seconds": 7},
                 {"node": "node2", "exists": false, "type": "none", "ttl_ms": null, "digest": null}
             ]}
         ]});
@@ -181,7 +184,7 @@ mod tests {
         );
         assert!(
             r.contains(
-                "db0 k\n  node1        string ttl none value ab12\n  node2        missing\n"
+                "db0 k\n  node1        string ttl none value ab12 written 7s ago\n  node2        missing\n"
             ),
             "{r}"
         );

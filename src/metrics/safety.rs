@@ -35,6 +35,10 @@ const FULL_SYNCS: Family = Family::counter(
     "keyfleet_full_syncs_total",
     "Full syncs the engine has served to replicas since it started (INFO sync_full); repeated ones mean a resync loop.",
 );
+const PEER_FULL_SYNCS: Family = Family::counter(
+    "keyfleet_peer_full_syncs_total",
+    "Full syncs this engine served to the peer since the daemon started, from the engine log (with [logs]).",
+);
 const LINK_FLAPS: Family = Family::counter(
     "keyfleet_peer_link_flaps_total",
     "Times the replication link with this peer went down, as the daemon saw it (each poll and each API read of the engine).",
@@ -114,6 +118,20 @@ pub(super) fn render(out: &mut Exposition, f: &Figures, atomic: Option<&Choice>)
     out.sample(&SKEW_THRESHOLD, &[], f.skew_threshold);
     if let Some(n) = f.full_syncs {
         out.sample(&FULL_SYNCS, &[], n as f64);
+    }
+    if f.workers
+        .iter()
+        .any(|(n, s, _)| *n == "resync_log" && *s != "off")
+    {
+        for p in &f.peers {
+            let n = f.full_syncs_by_peer.get(&p.peer).copied().unwrap_or(0);
+            out.sample(&PEER_FULL_SYNCS, &[("peer", &p.peer)], n as f64);
+        }
+        for (name, n) in &f.full_syncs_by_peer {
+            if !f.peers.iter().any(|p| &p.peer == name) {
+                out.sample(&PEER_FULL_SYNCS, &[("peer", name)], *n as f64);
+            }
+        }
     }
     for p in &f.peers {
         out.sample(&LINK_FLAPS, &[("peer", &p.peer)], p.link_flaps as f64);

@@ -147,6 +147,7 @@ async fn run(state: &State, req: &DiffRequest) -> Result<(), (&'static str, Stri
     };
     update(state, |j| j.total_estimate = total);
     let readers = safety.readers();
+    let keydb = state.config.engine.kind == crate::config::EngineKind::Keydb;
     let batch = (req.rate as usize).clamp(1, 500);
     let started = Instant::now();
     let mut compared: u64 = 0;
@@ -162,7 +163,7 @@ async fn run(state: &State, req: &DiffRequest) -> Result<(), (&'static str, Stri
                 .await
                 .map_err(|e| (e.code(), format!("scanning db {db} on {source}: {e}")))?;
             if !keys.is_empty() {
-                let copies = read_everywhere(&readers, db, &keys)
+                let copies = read_everywhere(&readers, db, &keys, keydb)
                     .await
                     .map_err(|(node, e)| (e.code(), format!("reading keys on {node}: {e}")))?;
                 let now = safety.clock.now_unix();
@@ -205,7 +206,7 @@ async fn run(state: &State, req: &DiffRequest) -> Result<(), (&'static str, Stri
             });
         for (db, group) in db_groups {
             let keys: Vec<String> = group.iter().map(|s| s.1.clone()).collect();
-            let copies = read_everywhere(&readers, db, &keys)
+            let copies = read_everywhere(&readers, db, &keys, keydb)
                 .await
                 .map_err(|(node, e)| (e.code(), format!("re-reading keys on {node}: {e}")))?;
             let now = safety.clock.now_unix();

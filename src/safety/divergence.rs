@@ -34,6 +34,9 @@ pub struct Copy {
     pub ttl_ms: Option<i64>,
     /// SHA-256 of the value (its DUMP without version, CRC and MVCC stamp), 16 hex digits.
     pub digest: Option<String>,
+    /// KeyDB: seconds since the copy was last written (`OBJECT LASTMODIFIED`, from its
+    /// MVCC stamp), which says which write each node kept; null on Redis.
+    pub lastmodified_seconds: Option<i64>,
 }
 
 /// A key whose copies differ.
@@ -69,19 +72,25 @@ pub fn agree(copies: &[Copy]) -> bool {
     })
 }
 
-/// Reads `keys` of `db` on `engine`: one round trip.
+/// Reads `keys` of `db` on `engine`: one round trip. `keydb`: the engine is KeyDB,
+/// which also says when each copy was last written.
 pub async fn read_copies(
     node: &str,
     engine: &Engine,
     db: u32,
     keys: &[String],
+    keydb: bool,
 ) -> Result<Vec<Copy>, EngineError> {
     let db_text = db.to_string();
+    let per_key = if keydb { 4 } else { 3 };
     let mut commands: Vec<Vec<&str>> = vec![vec!["SELECT", &db_text]];
     for k in keys {
         commands.push(vec!["TYPE", k]);
         commands.push(vec!["PTTL", k]);
         commands.push(vec!["DUMP", k]);
+        if keydb {
+            commands.push(vec!["OBJECT", "LASTMODIFIED", k]);
+        }
     }
     commands.push(vec!["SELECT", "0"]);
     let replies = engine.pipeline("DUMP", &commands).await?;
@@ -100,8 +109,14 @@ pub async fn read_copies(
             }
         });
     }
+    if replies.len() != commands.len() {
+        return Err(EngineError::Command {
+            command: "DUMP",
+            detail: format!("{} replies to {} commands", replies.len(), commands.len()),
+        });
+    }
     let mut out = Vec::with_capacity(keys.len());
-    for chunk in replies[1..replies.len() - 1].chunks(3) {
+    for chunk in replies[1..replies.len() - 1].chunks(per_key) {
         let kind = match &chunk[0] {
             Value::Status(s) => s.clone(),
             Value::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
@@ -115,12 +130,17 @@ pub async fn read_copies(
             Value::Bulk(b) => Some(crate::engine::value_digest(b)[..16].to_owned()),
             _ => None,
         };
+        let lastmodified_seconds = match chunk.get(3) {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        };
         out.push(Copy {
             node: node.to_owned(),
             exists: kind != "none",
             kind,
             ttl_ms,
             digest,
+            lastmodified_seconds,
         });
     }
     Ok(out)
@@ -131,11 +151,12 @@ pub async fn read_everywhere(
     engines: &[(String, &Engine)],
     db: u32,
     keys: &[String],
+    keydb: bool,
 ) -> Result<Vec<Vec<Copy>>, (String, EngineError)> {
     let reads = futures::future::join_all(
         engines
             .iter()
-            .map(|(name, e)| async move { (name, read_copies(name, e, db, keys).await) }),
+            .map(|(name, e)| async move { (name, read_copies(name, e, db, keys, keydb).await) }),
     )
     .await;
     let mut per_node = Vec::with_capacity(engines.len());
@@ -268,7 +289,8 @@ async fn round(
     for (db, mut keys) in due {
         keys.sort();
         keys.dedup();
-        let copies = read_everywhere(&readers, db, &keys)
+        let keydb = state.config.engine.kind == crate::config::EngineKind::Keydb;
+        let copies = read_everywhere(&readers, db, &keys, keydb)
             .await
             .map_err(|(node, e)| (e.code(), format!("reading sampled keys on {node}: {e}")))?;
         let mut inner = safety.lock();
@@ -351,6 +373,7 @@ mod tests {
             kind: if exists { "string" } else { "none" }.into(),
             ttl_ms: ttl,
             digest: exists.then(|| digest.into()),
+            lastmodified_seconds: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod deletes;
 pub mod diff;
 pub mod divergence;
 mod histogram;
+pub mod resync;
 mod skew;
 
 use crate::config::{Config, EngineKind};
@@ -127,6 +128,8 @@ struct Inner {
     sampler: divergence::Sampler,
     /// The `keyfleet diff` running or last run.
     diff: Option<diff::DiffJob>,
+    /// Full syncs served per peer, from the engine log (`resync`).
+    full_syncs_by_peer: BTreeMap<String, u64>,
 }
 
 impl Safety {
@@ -169,6 +172,7 @@ impl Safety {
                     "clock_skew" => !config.peers.is_empty(),
                     "delete_listener" | "resurrection_check" => !linked.is_empty(),
                     "divergence" => !config.peers.is_empty() && s.divergence_rate > 0,
+                    "resync_log" => !config.peers.is_empty() && config.logs.is_some(),
                     _ => true,
                 }
         };
@@ -180,6 +184,7 @@ impl Safety {
             "delete_listener",
             "resurrection_check",
             "divergence",
+            "resync_log",
         ]
         .into_iter()
         .map(|name| WorkerStatus {
@@ -221,6 +226,7 @@ impl Safety {
                 links_up_since: None,
                 sampler: divergence::Sampler::default(),
                 diff: None,
+                full_syncs_by_peer: BTreeMap::new(),
             }),
         }
     }
@@ -367,6 +373,7 @@ impl Safety {
             lag_threshold_seconds: self.lag_threshold,
             skew_threshold_seconds: self.skew_threshold,
             full_syncs: inner.full_syncs,
+            full_syncs_by_peer: inner.full_syncs_by_peer.clone(),
             atomic_writes_node: inner.atomic.as_ref().and_then(|a| a.node.clone()),
             deletes: inner.deletes.as_ref().map(|d| DeletesReport {
                 tracked: d.tracker.tracked.len() as u64,
@@ -408,6 +415,7 @@ impl Safety {
             canary_writes: inner.canary_writes,
             canary_keys: inner.canary_keys,
             full_syncs: inner.full_syncs,
+            full_syncs_by_peer: inner.full_syncs_by_peer.clone(),
             divergent: inner.sampler.divergent.len() as u64,
             sampled: inner.sampler.sampled_total,
             deletes: inner.deletes.as_ref().map(|d| {
@@ -455,6 +463,9 @@ pub struct Report {
     pub skew_threshold_seconds: f64,
     /// The engine's `sync_full`: full syncs it has served since it started.
     pub full_syncs: Option<u64>,
+    /// Full syncs served per peer since the daemon started, from the engine log (with
+    /// `[logs]`; a name that is no configured peer as "host:port").
+    pub full_syncs_by_peer: BTreeMap<String, u64>,
     /// This daemon's latest choice (`GET /api/v1/fleet` decides afresh).
     pub atomic_writes_node: Option<String>,
     /// Keys deleted here during a partition, and those that came back (null when this
@@ -521,6 +532,7 @@ pub struct Figures {
     pub full_syncs: Option<u64>,
     /// (tracked, untracked, resurrected total).
     pub deletes: Option<(u64, u64, u64)>,
+    pub full_syncs_by_peer: BTreeMap<String, u64>,
     pub divergent: u64,
     pub sampled: u64,
     pub peers: Vec<PeerFigures>,
@@ -567,6 +579,9 @@ pub fn spawn(
     }
     if !off("divergence") {
         tokio::spawn(divergence::run(state.clone(), stop.clone()));
+    }
+    if !off("resync_log") {
+        tokio::spawn(resync::run(state.clone(), stop.clone()));
     }
     if !off("atomic_writes") {
         tokio::spawn(atomic::run(state, stop));

@@ -29,3 +29,4 @@ mod s3_fixture;
 mod safety;
 mod safety_deletes;
 mod safety_divergence;
+mod safety_resync;
