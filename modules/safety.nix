@@ -99,10 +99,9 @@ in
         default = null;
         description = ''
           File holding the reader's password (letters, digits and `._~+/=-`), handed to
-          the engine's and the daemon's units by `LoadCredential=`. Null: no reader, and
-          on an engine with ACLs the resurrection check fails with
-          `engine_no_permission` (shown in `/api/v1/safety`), while deletes during a
-          partition are still recorded.
+          the engine's and the daemon's units by `LoadCredential=`. Required on a node
+          with peers while the checks are on: the daemon's own user can read no user
+          key, so the resurrection check and the divergence sampler act as this one.
         '';
         example = "/run/secrets/keyfleet/safety-reader-password";
       };
@@ -133,6 +132,13 @@ in
       {
         assertion = seconds scfg.lagThreshold > seconds scfg.canaryInterval;
         message = "services.keyfleet.safety.lagThreshold (${show scfg.lagThreshold}) must be longer than canaryInterval (${show scfg.canaryInterval}).";
+      }
+      {
+        # The engine has ACLs (modules/keydb-acl.nix): the daemon's own user reads no
+        # user key, so without the reader the resurrection check and the divergence
+        # sampler would fail on every run.
+        assertion = !scfg.enable || cfg.peers == [ ] || scfg.reader.passwordFile != null;
+        message = "services.keyfleet.safety.reader.passwordFile must be set when the node has peers: the safety checks read the user's keys as that ACL user (src/engine/safety.acl); or set services.keyfleet.safety.enable = false.";
       }
       {
         assertion = seconds scfg.skewInterval >= 1;

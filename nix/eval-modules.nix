@@ -146,6 +146,9 @@ let
     secretSetting = node1With [ { services.keyfleet.engine.settings.masterauth = "hunter2"; } ];
     apiWithoutToken = node1With [ { services.keyfleet.api.tokenFile = lib.mkForce null; } ];
     noEnginePassword = node1With [ { services.keyfleet.engine.passwordFile = lib.mkForce null; } ];
+    noSafetyReaderPassword = node1With [
+      { services.keyfleet.safety.reader.passwordFile = lib.mkForce null; }
+    ];
     noReplicationPassword = node1With [
       { services.keyfleet.engine.replication.passwordFile = lib.mkForce null; }
     ];

@@ -1,7 +1,8 @@
 //! `keyfleet repair resurrected [--delete]`: the client of `POST /api/v1/safety/repair`.
 //! Without `--delete` it lists the keys every node reports resurrected (deleted during a
-//! partition, back after the heal), for a look; with `--delete` the daemon asked deletes
-//! them on every node. Exit status: 0 nothing resurrected or all deleted, 1 keys listed
+//! partition, back after the heal), for a look; with `--delete` it lists them, then has
+//! the daemon asked delete exactly those on every node (nothing while a node could not
+//! be asked). Exit status: 0 nothing resurrected or all deleted, 1 keys listed
 //! but not deleted, or a node failed, 3 no daemon could be asked.
 
 use crate::client::{ClientArgs, ClientError, Method, call};
@@ -59,15 +60,24 @@ async fn resurrected(o: &ResurrectedOptions) -> Result<u8, ClientError> {
         .cloned()
         .ok_or_else(|| ClientError::Target("no daemon to ask (give --api or --dir)".into()))?;
     let token = o.client.token()?;
-    let body = json!({"delete": o.delete, "peers": true});
-    let v = call(
-        Method::PostJson(body),
-        &url,
-        "/api/v1/safety/repair",
-        token.as_deref(),
-        REQUEST_TIMEOUT,
-    )
-    .await?;
+    let ask = |body: Value| {
+        call(
+            Method::PostJson(body),
+            &url,
+            "/api/v1/safety/repair",
+            token.as_deref(),
+            REQUEST_TIMEOUT,
+        )
+    };
+    // First the lists; with --delete, exactly the keys listed are deleted (none when a
+    // node could not be asked, or nothing is listed).
+    let mut v = ask(json!({"delete": false, "peers": true})).await?;
+    let listed_ok = v["nodes"]
+        .as_array()
+        .is_some_and(|n| n.iter().all(|n| n["error"].is_null()));
+    if o.delete && listed_ok && v["keys"].as_array().is_some_and(|k| !k.is_empty()) {
+        v = ask(json!({"delete": true, "peers": true, "keys": v["keys"]})).await?;
+    }
     if o.client.json {
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else {

@@ -114,7 +114,7 @@ async fn safety(Ax(state): Ax<Arc<State>>) -> Response {
 }
 
 async fn safety_repair(Ax(state): Ax<Arc<State>>, body: axum::body::Bytes) -> Response {
-    let req: crate::safety::deletes::RepairRequest = match serde_json::from_slice(&body) {
+    let req: crate::safety::repair::RepairRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             return ApiError {
@@ -136,7 +136,15 @@ async fn safety_repair(Ax(state): Ax<Arc<State>>, body: axum::body::Bytes) -> Re
         }
         .into_response();
     }
-    Json(crate::safety::deletes::repair(&state, req).await).into_response()
+    match crate::safety::repair::repair(&state, req).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(crate::safety::repair::Refused(message)) => ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "repair_keys_refused",
+            message,
+        }
+        .into_response(),
+    }
 }
 
 async fn diff_start(Ax(state): Ax<Arc<State>>, body: axum::body::Bytes) -> Response {

@@ -392,12 +392,13 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
 #[path = "sharing_tests.rs"]
 mod sharing;
 
-/// The safety checks' reader, as a user with exactly `safety.acl`'s rules, finds which
-/// deleted keys exist again in any db and deletes them, and the daemon's own user
-/// hears of deletes on the keyevent channels (PSUBSCRIBE) but may not read a key.
+/// The safety checks' reader, as a user with exactly `safety.acl`'s rules, hears of
+/// deletes on the keyevent channels, finds which deleted keys exist again in any db and
+/// deletes them; the daemon's own user may do neither, nor read a key.
 #[tokio::test]
 async fn the_safety_reader_rules_are_exactly_enough() {
-    use crate::safety::deletes::{Tracked, delete, exists};
+    use crate::safety::deletes::{Tracked, exists};
+    use crate::safety::repair::delete;
     let binary = match crate::dev::find_engine() {
         Some((path, _)) => path,
         None => match redis_server() {
@@ -419,10 +420,20 @@ async fn the_safety_reader_rules_are_exactly_enough() {
         user: Some("keyfleet".into()),
         ..options(server.port, Some("daemon-pw"))
     });
-    let mut events = daemon
+    let reader = Engine::new(EngineOptions {
+        user: Some("reader".into()),
+        ..options(server.port, Some("reader-pw"))
+    });
+    let mut events = reader
         .psubscribe(&["__keyevent@*__:del", "__keyevent@*__:expired"])
         .await
         .unwrap();
+    // The daemon's user hears no keyevent (and so cannot publish a forged one).
+    let refused = daemon.psubscribe(&["__keyevent@*__:del"]).await;
+    assert_eq!(
+        refused.err().map(|e| e.code()),
+        Some("engine_no_permission")
+    );
 
     let _: () = redis::cmd("SET")
         .arg("a")
@@ -491,12 +502,12 @@ async fn the_safety_reader_rules_are_exactly_enough() {
     // The daemon's user may not read a user's key.
     assert_eq!(
         exists(&daemon, &batch[..1]).await.unwrap_err().code(),
-        "engine_command_failed"
+        "engine_no_permission"
     );
-    // Exactly the refusals provoked here: the reader's SET, the daemon's SELECT and
-    // EXISTS; the reader's own commands and the daemon's PSUBSCRIBE were all allowed.
+    // Exactly the refusals provoked here: the daemon's PSUBSCRIBE, the reader's SET, the
+    // daemon's SELECT and EXISTS; the reader's own commands were all allowed.
     let log: Vec<redis::Value> = acl(&mut conn, &["LOG"]).await;
-    assert_eq!(log.len(), 3, "ACL LOG: {log:?}");
+    assert_eq!(log.len(), 4, "ACL LOG: {log:?}");
 }
 
 #[test]

@@ -553,6 +553,25 @@ impl Subscription {
     }
 }
 
+impl Engine {
+    /// The error an error reply within a pipeline stands for: `NoPermission` for NOPERM
+    /// (so it shows as `engine_no_permission`), else `Command`.
+    pub fn reply_error(&self, command: &'static str, text: &str) -> EngineError {
+        if text.starts_with("NOPERM") {
+            EngineError::NoPermission {
+                user: self.user().to_owned(),
+                command,
+                detail: text.to_owned(),
+            }
+        } else {
+            EngineError::Command {
+                command,
+                detail: text.to_owned(),
+            }
+        }
+    }
+}
+
 fn unexpected(command: &'static str, reply: &Value) -> EngineError {
     EngineError::Command {
         command,

@@ -13,7 +13,7 @@ use super::Safety;
 use crate::daemon::State;
 use crate::engine::Value;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,32 +55,68 @@ pub struct Tracker {
     pub resurrected_total: u64,
     /// Tracked keys found still deleted after a heal (as they should be).
     pub stayed_deleted_total: u64,
+    /// Tracked keys written again on this node while the partition lasted: the
+    /// application's own write, not a resurrection; no longer tracked.
+    #[serde(default)]
+    pub rewritten_here_total: u64,
+    /// (db, key) → index in `tracked`, so a delete is recorded in constant time.
+    #[serde(skip)]
+    index: HashMap<(u32, String), usize>,
 }
 
 impl Tracker {
+    /// Rebuilds the index after loading.
+    fn reindex(&mut self) {
+        self.index = self
+            .tracked
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((t.db, t.key.clone()), i))
+            .collect();
+    }
+
     /// Records one delete; false when it was counted instead (the set is full).
     pub fn record(&mut self, entry: Tracked, max: usize) -> bool {
-        if let Some(t) = self
-            .tracked
-            .iter_mut()
-            .find(|t| t.db == entry.db && t.key == entry.key)
-        {
-            *t = entry;
+        if let Some(i) = self.index.get(&(entry.db, entry.key.clone())) {
+            self.tracked[*i] = entry;
             return true;
         }
         if self.tracked.len() >= max {
             self.untracked += 1;
             return false;
         }
+        self.index
+            .insert((entry.db, entry.key.clone()), self.tracked.len());
         self.tracked.push(entry);
         true
     }
 
+    /// Takes `batch` out of the set (one pass).
+    fn remove(&mut self, batch: &[Tracked]) {
+        let gone: HashSet<(u32, &str)> = batch.iter().map(|t| (t.db, t.key.as_str())).collect();
+        self.tracked
+            .retain(|x| !gone.contains(&(x.db, x.key.as_str())));
+        self.reindex();
+    }
+
+    /// During the partition: the keys of `batch` that exist again here were written
+    /// again on this side and leave the set.
+    pub fn rewritten(&mut self, batch: &[Tracked], exists: &[bool]) {
+        let again: Vec<Tracked> = batch
+            .iter()
+            .zip(exists)
+            .filter(|(_, e)| **e)
+            .map(|(t, _)| t.clone())
+            .collect();
+        self.rewritten_here_total += again.len() as u64;
+        self.remove(&again);
+    }
+
     /// The checked keys' fate: `exists[i]` for `batch[i]`, which leaves the set.
     pub fn settle(&mut self, batch: &[Tracked], exists: &[bool], now: f64) -> Vec<Resurrected> {
+        self.remove(batch);
         let mut found = Vec::new();
         for (t, e) in batch.iter().zip(exists) {
-            self.tracked.retain(|x| !(x.db == t.db && x.key == t.key));
             if *e {
                 let r = Resurrected {
                     deleted: t.clone(),
@@ -117,7 +153,10 @@ impl Deletes {
     pub(super) fn load(state_dir: &std::path::Path, max: usize) -> Deletes {
         let path = state_dir.join("safety-deletes.json");
         let (tracker, load_error) = match crate::logship::journal::load_json::<Tracker>(&path) {
-            Ok(t) => (t, None),
+            Ok(mut t) => {
+                t.reindex();
+                (t, None)
+            }
             Err(e) => {
                 let aside = path.with_extension("json.corrupt");
                 let _ = std::fs::rename(&path, &aside);
@@ -136,13 +175,14 @@ impl Deletes {
         }
     }
 
-    pub(super) fn save_if_dirty(&mut self) -> Result<(), String> {
+    /// What to write, when something changed: a copy, so the file is written outside
+    /// the lock.
+    fn take_dirty(&mut self) -> Option<(Tracker, PathBuf)> {
         if !self.dirty {
-            return Ok(());
+            return None;
         }
-        crate::logship::journal::save_json(&self.tracker, &self.path).map_err(|e| e.to_string())?;
         self.dirty = false;
-        Ok(())
+        Some((self.tracker.clone(), self.path.clone()))
     }
 }
 
@@ -203,13 +243,18 @@ impl Safety {
                 .all(|(_, p)| self.age_of(p, now) < self.lag_threshold)
     }
 
+    /// Whether a link of this node is down now, as the last engine read saw it.
+    fn partitioned(&self) -> bool {
+        self.lock().links_up_since.is_none()
+    }
+
     /// The deletes' figures for the API and metrics.
     pub fn deletes(&self) -> Option<Tracker> {
         self.lock().deletes.as_ref().map(|d| d.tracker.clone())
     }
 
     /// Forgets resurrected keys `which` (all when `None`), after a repair.
-    fn forget_resurrected(&self, which: &[(u32, String)]) {
+    pub(super) fn forget_resurrected(&self, which: &[(u32, String)]) {
         let mut inner = self.lock();
         if let Some(d) = inner.deletes.as_mut() {
             d.tracker
@@ -238,7 +283,7 @@ pub(super) async fn listen(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let patterns = ["__keyevent@*__:del", "__keyevent@*__:expired"];
-        let mut sub = match state.engine.psubscribe(&patterns).await {
+        let mut sub = match safety.reader.psubscribe(&patterns).await {
             Ok(sub) => {
                 safety.record_run("delete_listener", true, Ok(()));
                 backoff = Duration::from_millis(500);
@@ -287,14 +332,15 @@ pub(super) async fn check(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => {
-                let _ = save(safety);
-                return;
-            }
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            let _ = save(safety).await;
+            return;
         }
-        let mut result = save(safety);
+        let mut result = save(safety).await;
         let batch: Vec<Tracked> = {
             let inner = safety.lock();
             match inner.deletes.as_ref() {
@@ -308,7 +354,25 @@ pub(super) async fn check(state: Arc<State>, mut stop: watch::Receiver<bool>) {
                 _ => Vec::new(),
             }
         };
-        if !batch.is_empty() && safety.converged() {
+        if !batch.is_empty() && safety.partitioned() {
+            // A key deleted here and written again here while the partition lasts is the
+            // application's own doing: it leaves the set before the heal could bring it
+            // back.
+            let found = exists(&safety.reader, &batch).await;
+            // A fresh read of the links after the answer: still cut means the keys that
+            // exist came from this side (a healed link shows up before its backlog).
+            let _ = crate::fleet::local_node(&state).await;
+            match found {
+                Ok(found) if safety.partitioned() => {
+                    let mut inner = safety.lock();
+                    let d = inner.deletes.as_mut().expect("checked above");
+                    d.dirty = true;
+                    d.tracker.rewritten(&batch, &found);
+                }
+                Ok(_) => {}
+                Err(e) => result = Err((e.code(), format!("checking deleted keys: {e}"))),
+            }
+        } else if !batch.is_empty() && safety.converged() {
             match exists(&safety.reader, &batch).await {
                 Ok(found) => {
                     let now = safety.clock.now_unix();
@@ -330,7 +394,7 @@ pub(super) async fn check(state: Arc<State>, mut stop: watch::Receiver<bool>) {
                         );
                     }
                     if result.is_ok() {
-                        result = save(safety);
+                        result = save(safety).await;
                     }
                 }
                 Err(e) => {
@@ -343,14 +407,23 @@ pub(super) async fn check(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn save(safety: &Safety) -> Result<(), (&'static str, String)> {
-    let mut inner = safety.lock();
-    match inner.deletes.as_mut() {
-        Some(d) => d
-            .save_if_dirty()
-            .map_err(|m| ("safety_state_write_failed", m)),
-        None => Ok(()),
-    }
+/// Writes the set when it changed (atomically, on a blocking thread, outside the lock);
+/// a failed write leaves it to be written again.
+async fn save(safety: &Safety) -> Result<(), (&'static str, String)> {
+    let Some((tracker, path)) = safety.lock().deletes.as_mut().and_then(Deletes::take_dirty) else {
+        return Ok(());
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        crate::logship::journal::save_json(&tracker, &path).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    written.map_err(|m| {
+        if let Some(d) = safety.lock().deletes.as_mut() {
+            d.dirty = true;
+        }
+        ("safety_state_write_failed", m)
+    })
 }
 
 /// Which of `batch` exist on `engine`: per db, `SELECT db`, one `EXISTS` per key and
@@ -371,269 +444,13 @@ pub(crate) async fn exists(
         commands.push(vec!["SELECT", "0"]);
         let replies = engine.pipeline("EXISTS", &commands).await?;
         if let Some(Value::Error(e)) = replies.iter().find(|v| matches!(v, Value::Error(_))) {
-            return Err(crate::engine::EngineError::Command {
-                command: "EXISTS",
-                detail: e.clone(),
-            });
+            return Err(engine.reply_error("EXISTS", e));
         }
         for (reply, i) in replies[1..replies.len() - 1].iter().zip(&idx) {
             out[*i] = matches!(reply, Value::Int(n) if *n > 0);
         }
     }
     Ok(out)
-}
-
-/// Deletes `keys` ((db, key)) on `engine`, as `exists` reads them: how many existed.
-pub(crate) async fn delete(
-    engine: &crate::engine::Engine,
-    keys: &[(u32, String)],
-) -> Result<u64, crate::engine::EngineError> {
-    let mut by_db: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
-    for (db, key) in keys {
-        by_db.entry(*db).or_default().push(key);
-    }
-    let mut deleted = 0;
-    for (db, keys) in by_db {
-        let db_text = db.to_string();
-        let mut commands: Vec<Vec<&str>> = vec![vec!["SELECT", &db_text]];
-        commands.extend(keys.iter().map(|k| vec!["DEL", *k]));
-        commands.push(vec!["SELECT", "0"]);
-        let replies = engine.pipeline("DEL", &commands).await?;
-        for reply in &replies {
-            match reply {
-                Value::Error(e) => {
-                    return Err(crate::engine::EngineError::Command {
-                        command: "DEL",
-                        detail: e.clone(),
-                    });
-                }
-                Value::Int(n) => deleted += *n as u64,
-                _ => {}
-            }
-        }
-    }
-    Ok(deleted)
-}
-
-/// `POST /api/v1/safety/repair`: the resurrected keys of this node (and, with
-/// `peers`, of every peer, asked by their APIs), deleted everywhere with `delete`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RepairRequest {
-    #[serde(default)]
-    pub delete: bool,
-    /// Ask the peers too (the CLI does; a peer asked by another node does not).
-    #[serde(default = "yes")]
-    pub peers: bool,
-    /// The keys to delete ((db, key)); absent: every key reported resurrected.
-    #[serde(default)]
-    pub keys: Option<Vec<RepairKey>>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RepairKey {
-    pub db: u32,
-    pub key: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RepairNode {
-    pub node: String,
-    /// Keys reported resurrected there.
-    pub resurrected: Vec<RepairKey>,
-    /// With `delete`: keys that existed there and were deleted.
-    pub deleted: Option<u64>,
-    pub error: Option<RepairFailure>,
-}
-
-/// Why a node's part of a repair failed: a stable code and a message.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RepairFailure {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RepairAnswer {
-    pub delete: bool,
-    /// The union of every node's resurrected keys.
-    pub keys: Vec<RepairKey>,
-    pub nodes: Vec<RepairNode>,
-}
-
-/// Repairs on this node: deletes `keys` (or all resurrected ones) when asked to.
-async fn repair_here(state: &State, req: &RepairRequest) -> RepairNode {
-    let safety = &state.safety;
-    let resurrected: Vec<RepairKey> = safety
-        .deletes()
-        .map(|t| {
-            t.resurrected
-                .iter()
-                .map(|r| RepairKey {
-                    db: r.deleted.db,
-                    key: r.deleted.key.clone(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut node = RepairNode {
-        node: state.config.node_name.clone(),
-        resurrected: resurrected.clone(),
-        deleted: None,
-        error: None,
-    };
-    if req.delete {
-        let keys: Vec<(u32, String)> = req
-            .keys
-            .clone()
-            .unwrap_or(resurrected)
-            .into_iter()
-            .map(|k| (k.db, k.key))
-            .collect();
-        match delete(&safety.reader, &keys).await {
-            Ok(n) => {
-                node.deleted = Some(n);
-                safety.forget_resurrected(&keys);
-                tracing::warn!(
-                    deleted = n,
-                    asked = keys.len(),
-                    "repair: resurrected keys deleted"
-                );
-            }
-            Err(e) => {
-                node.error = Some(RepairFailure {
-                    code: e.code().into(),
-                    message: format!("deleting: {e}"),
-                });
-            }
-        }
-    }
-    node
-}
-
-/// The whole repair: this node, then (with `req.peers`) every peer with the union of
-/// the keys, so a key resurrected on one node is deleted on all of them.
-pub async fn repair(state: &State, req: RepairRequest) -> RepairAnswer {
-    let mut nodes = Vec::new();
-    let mut keys: Vec<RepairKey> = Vec::new();
-    if req.peers {
-        // First every node's list, then the deletes, so each node deletes the union.
-        let mut lists = vec![
-            repair_here(
-                state,
-                &RepairRequest {
-                    delete: false,
-                    peers: false,
-                    keys: None,
-                },
-            )
-            .await,
-        ];
-        lists.extend(
-            futures::future::join_all(
-                state
-                    .config
-                    .peers
-                    .iter()
-                    .map(|p| ask_peer(state, p, false, None)),
-            )
-            .await,
-        );
-        for n in &lists {
-            keys.extend(n.resurrected.iter().cloned());
-        }
-        keys.sort();
-        keys.dedup();
-        if !req.delete {
-            return RepairAnswer {
-                delete: false,
-                keys,
-                nodes: lists,
-            };
-        }
-        let only = Some(req.keys.clone().unwrap_or_else(|| keys.clone()));
-        nodes.push(
-            repair_here(
-                state,
-                &RepairRequest {
-                    delete: true,
-                    peers: false,
-                    keys: only.clone(),
-                },
-            )
-            .await,
-        );
-        nodes.extend(
-            futures::future::join_all(
-                state
-                    .config
-                    .peers
-                    .iter()
-                    .map(|p| ask_peer(state, p, true, only.clone())),
-            )
-            .await,
-        );
-    } else {
-        let n = repair_here(state, &req).await;
-        keys = n.resurrected.clone();
-        nodes.push(n);
-    }
-    RepairAnswer {
-        delete: req.delete,
-        keys,
-        nodes,
-    }
-}
-
-async fn ask_peer(
-    state: &State,
-    peer: &crate::config::Peer,
-    delete: bool,
-    keys: Option<Vec<RepairKey>>,
-) -> RepairNode {
-    let url = format!("{}/api/v1/safety/repair", peer.api_url());
-    let body = serde_json::json!({"delete": delete, "peers": false, "keys": keys});
-    let failed = |code: &'static str, message: String| RepairNode {
-        node: peer.name.clone(),
-        resurrected: Vec::new(),
-        deleted: None,
-        error: Some(RepairFailure {
-            code: code.into(),
-            message,
-        }),
-    };
-    let timeout = state.config.fleet.peer_timeout.max(Duration::from_secs(10));
-    let body = serde_json::to_vec(&body).expect("json").into();
-    let call = crate::http_client::post_json(&url, state.token.as_deref(), body, &[]);
-    match tokio::time::timeout(timeout, call).await {
-        Err(_) => failed(
-            "peer_timeout",
-            format!("{url}: no answer within {timeout:?}"),
-        ),
-        Ok(Err(e)) => failed(
-            "peer_unreachable",
-            format!("{url}: {}", crate::http_client::error_chain(&e)),
-        ),
-        Ok(Ok(resp)) if resp.status != 200 => failed(
-            "peer_bad_status",
-            format!("{url}: answered HTTP {}", resp.status),
-        ),
-        Ok(Ok(resp)) => match serde_json::from_slice::<serde_json::Value>(&resp.body) {
-            Ok(v) => match v["nodes"]
-                .get(0)
-                .cloned()
-                .map(serde_json::from_value::<RepairNode>)
-            {
-                Some(Ok(n)) => n,
-                _ => failed("peer_bad_response", format!("{url}: not a repair answer")),
-            },
-            Err(e) => failed("peer_bad_response", format!("{url}: {e}")),
-        },
-    }
 }
 
 #[cfg(test)]
@@ -683,6 +500,22 @@ mod tests {
     }
 
     #[test]
+    fn keys_written_again_on_this_side_leave_the_set_and_the_index() {
+        let mut tr = Tracker::default();
+        for k in ["a", "b"] {
+            tr.record(t(k), 10);
+        }
+        let batch = tr.tracked.clone();
+        tr.rewritten(&batch, &[true, false]);
+        assert_eq!(tr.rewritten_here_total, 1);
+        let keys: Vec<_> = tr.tracked.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["b"]);
+        assert!(tr.record(t("b"), 1), "b is still indexed, at its new place");
+        assert!(tr.record(t("a"), 2));
+        assert_eq!(tr.tracked.len(), 2);
+    }
+
+    #[test]
     fn keyevent_channels_name_the_db_and_event() {
         assert_eq!(parse_channel(b"__keyevent@0__:del"), Some((0, "del")));
         assert_eq!(
@@ -708,7 +541,9 @@ mod tests {
         assert!(d.load_error.is_none());
         d.tracker.record(t("k"), 10);
         d.dirty = true;
-        d.save_if_dirty().unwrap();
+        let (tracker, path) = d.take_dirty().unwrap();
+        crate::logship::journal::save_json(&tracker, &path).unwrap();
+        assert!(d.take_dirty().is_none());
         let again = Deletes::load(dir.path(), 10);
         assert_eq!(again.tracker.tracked, vec![t("k")]);
     }

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 /// Differing keys kept in the result; more are counted.
 const DIFFERING_MAX: usize = 1000;
+/// Keys that differed at first reading kept for the re-check; past this (a node that is
+/// empty or being rebuilt differs on everything) the diff stops and says so.
+const SUSPECTS_MAX: usize = 10 * DIFFERING_MAX;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -172,6 +175,15 @@ async fn run(state: &State, req: &DiffRequest) -> Result<(), (&'static str, Stri
                     if !agree(copies) && seen.insert((db, key.clone())) {
                         suspects.push((db, key.clone(), now));
                     }
+                }
+                if suspects.len() > SUSPECTS_MAX {
+                    return Err((
+                        "diff_too_many_differences",
+                        format!(
+                            "more than {SUSPECTS_MAX} keys differ at first reading (a node empty \
+                             or being rebuilt?); compare a --pattern at a time, or rebuild the node"
+                        ),
+                    ));
                 }
                 compared += keys.len() as u64;
                 let n = suspects.len() as u64;

@@ -95,19 +95,7 @@ pub async fn read_copies(
     commands.push(vec!["SELECT", "0"]);
     let replies = engine.pipeline("DUMP", &commands).await?;
     if let Some(Value::Error(e)) = replies.iter().find(|v| matches!(v, Value::Error(_))) {
-        let code = e.split(' ').next().unwrap_or("");
-        return Err(if code == "NOPERM" {
-            EngineError::NoPermission {
-                user: "the reader".into(),
-                command: "DUMP",
-                detail: e.clone(),
-            }
-        } else {
-            EngineError::Command {
-                command: "DUMP",
-                detail: e.clone(),
-            }
-        });
+        return Err(engine.reply_error("DUMP", e));
     }
     if replies.len() != commands.len() {
         return Err(EngineError::Command {
@@ -189,6 +177,9 @@ pub async fn scan(
     let replies = engine
         .pipeline("SCAN", &[vec!["SELECT", &db_text], step])
         .await?;
+    if let Value::Error(e) = &replies[0] {
+        return Err(engine.reply_error("SELECT", e));
+    }
     match &replies[1] {
         Value::Array(parts) if parts.len() == 2 => {
             let next = match &parts[0] {
@@ -209,10 +200,7 @@ pub async fn scan(
             };
             Ok((next, keys))
         }
-        Value::Error(e) => Err(EngineError::Command {
-            command: "SCAN",
-            detail: e.clone(),
-        }),
+        Value::Error(e) => Err(engine.reply_error("SCAN", e)),
         other => Err(EngineError::Command {
             command: "SCAN",
             detail: format!("unexpected reply {other:.60?}"),
@@ -231,6 +219,8 @@ pub(super) struct Sampler {
     pub(super) divergent: BTreeMap<(u32, String), Divergent>,
     /// Divergent keys found when the set was full.
     pub(super) overflow: u64,
+    /// The divergent key the last round's re-check ended at.
+    recheck_after: Option<(u32, String)>,
 }
 
 impl Safety {
@@ -282,8 +272,28 @@ async fn round(
                 due.entry(*d).or_default().push(k.clone());
             }
         }
-        for (d, k) in s.divergent.keys().take(RECHECK_PER_ROUND) {
-            due.entry(*d).or_default().push(k.clone());
+        // The divergent set is read again in turns, from where the last round stopped.
+        let after = s.recheck_after.take();
+        let mut turn: Vec<(u32, String)> = match &after {
+            Some(a) => s
+                .divergent
+                .range((
+                    std::ops::Bound::Excluded(a.clone()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .map(|(k, _)| k.clone())
+                .take(RECHECK_PER_ROUND)
+                .collect(),
+            None => Vec::new(),
+        };
+        if turn.len() < RECHECK_PER_ROUND {
+            let more = RECHECK_PER_ROUND - turn.len();
+            turn.extend(s.divergent.keys().take(more).cloned());
+            turn.dedup();
+        }
+        s.recheck_after = turn.last().cloned();
+        for (d, k) in turn {
+            due.entry(d).or_default().push(k);
         }
     }
     for (db, mut keys) in due {

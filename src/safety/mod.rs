@@ -12,6 +12,7 @@ pub mod deletes;
 pub mod diff;
 pub mod divergence;
 mod histogram;
+pub mod repair;
 pub mod resync;
 mod skew;
 
@@ -380,6 +381,7 @@ impl Safety {
                 untracked: d.tracker.untracked,
                 resurrected_total: d.tracker.resurrected_total,
                 stayed_deleted_total: d.tracker.stayed_deleted_total,
+                rewritten_here_total: d.tracker.rewritten_here_total,
                 resurrected: d.tracker.resurrected.iter().cloned().collect(),
                 load_error: d.load_error.clone(),
             }),
@@ -498,6 +500,8 @@ pub struct DeletesReport {
     pub untracked: u64,
     pub resurrected_total: u64,
     pub stayed_deleted_total: u64,
+    /// Tracked keys written again on this side during the partition (not resurrected).
+    pub rewritten_here_total: u64,
     /// The newest resurrected keys (at most 1000), until repaired.
     pub resurrected: Vec<deletes::Resurrected>,
     /// The state file was corrupt at start (moved aside).
