@@ -1,6 +1,7 @@
-"""Helpers the benchmark scripts share: loopback ports, /proc figures of a process, and
-the local S3 server (s3s-fs) with its keys, for keyfleet and for rclone."""
-import os, socket, subprocess, sys, time
+"""Helpers the benchmark scripts share: loopback ports, /proc figures of a process, the
+local S3 server (s3s-fs) with its keys, for keyfleet and for rclone, a small RESP client,
+and a `keyfleet dev` fleet started and stopped for a benchmark."""
+import ctypes, json, os, random, signal, socket, subprocess, sys, time
 
 # The local store's keys and bucket, the same in every benchmark.
 ACCESS, SECRET, BUCKET = "AKBENCH", "benchsecret0123456789", "bench"
@@ -63,3 +64,132 @@ def rclone_env(s3_port):
     # rclone 1.60's AWS SDK refuses a custom CA bundle with its own transport; plain http here.
     env.pop("AWS_CA_BUNDLE", None)
     return env
+
+
+class RespError(Exception):
+    """An error reply (`-ERR ...`)."""
+
+
+class Resp:
+    """A minimal RESP2 client on one loopback connection. `call` raises RespError on an
+    error reply; `pipeline` returns error replies as RespError values in its list."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rf = self.sock.makefile("rb")
+
+    @staticmethod
+    def encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return b"".join(out)
+
+    def read(self):
+        line = self.rf.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("connection closed")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RespError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.rf.read(n + 2)
+            if len(data) != n + 2:
+                raise ConnectionError("connection closed")
+            return data[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise ConnectionError(f"not a RESP reply: {line[:40]!r}")
+
+    def call(self, *args):
+        self.sock.sendall(self.encode(args))
+        r = self.read()
+        if isinstance(r, RespError):
+            raise r
+        return r
+
+    def pipeline(self, commands):
+        self.sock.sendall(b"".join(self.encode(c) for c in commands))
+        return [self.read() for _ in commands]
+
+    def close(self):
+        try:
+            self.rf.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _die_with_parent():
+    # PR_SET_PDEATHSIG (1): `keyfleet dev` gets SIGTERM if this script dies, even by SIGKILL.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _ports_free(ports):
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def start_dev(keyfleet, directory, nodes=3, partitionable=False, timeout=90):
+    """`keyfleet dev --no-s3` on free loopback ports with its files in `directory`, in a
+    session of its own (Ctrl-C here reaches only this script, which stops it):
+    (process, fleet.json as a dict). Its output goes to DIRECTORY/dev.out."""
+    for _ in range(50):
+        base = random.randrange(20000, 40000)
+        if _ports_free([base + i for i in range(nodes)] + [base + 100 + i for i in range(nodes)]):
+            break
+    else:
+        sys.exit("no free block of loopback ports for the dev fleet")
+    cmd = [keyfleet, "dev", "--nodes", str(nodes), "--no-s3", "--base-port", str(base), "--dir", directory]
+    if partitionable:
+        cmd.append("--partitionable")
+    out = open(os.path.join(directory, "dev.out"), "w")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True, preexec_fn=_die_with_parent)
+    path = os.path.join(directory, "fleet.json")
+    end = time.time() + timeout
+    while time.time() < end:
+        if p.poll() is not None:
+            sys.exit(f"keyfleet dev exited ({p.returncode}):\n" + open(os.path.join(directory, "dev.out")).read())
+        if os.path.exists(path):
+            try:
+                return p, json.load(open(path))
+            except ValueError:
+                pass  # being written
+        time.sleep(0.2)
+    stop_dev(p, None)
+    sys.exit(f"keyfleet dev: no fleet.json in {directory} after {timeout} s")
+
+
+def stop_dev(p, fleet):
+    """Continues any stopped child of the fleet (a stopped process does not act on
+    SIGTERM), then stops `dev`, which stops every child."""
+    if p is None or p.poll() is not None:
+        return
+    for n in (fleet or {}).get("nodes", []):
+        for pid in (n["engine_pid"], n["daemon_pid"]):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+    p.terminate()
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()

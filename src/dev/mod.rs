@@ -105,32 +105,7 @@ pub fn on_path(bin: &str) -> Option<PathBuf> {
 
 pub fn main(args: DevArgs) -> u8 {
     if let Some(action) = &args.action {
-        let (dir, nodes, heal) = match action {
-            DevAction::Partition { nodes, dir } => (dir, nodes.as_slice(), false),
-            DevAction::Heal { dir } => (dir, &[][..], true),
-        };
-        return match proxy::request(dir, nodes, heal) {
-            Ok(p) if p.cut.is_empty() => {
-                println!(
-                    "healed: every engine link of the fleet in {} restored",
-                    dir.display()
-                );
-                0
-            }
-            Ok(p) => {
-                let cut: Vec<_> = p.cut.into_iter().collect();
-                println!(
-                    "cut off from the other engines: {} (heal with `keyfleet dev heal --dir {}`)",
-                    cut.join(", "),
-                    shell_word(&dir.display().to_string())
-                );
-                0
-            }
-            Err(e) => {
-                eprintln!("keyfleet dev: {e}");
-                1
-            }
-        };
+        return proxy::act(action);
     }
     match run(args) {
         Ok(()) => 0,

@@ -228,6 +228,36 @@ impl Mesh {
     }
 }
 
+/// `keyfleet dev partition NODE...` and `keyfleet dev heal`: the exit status.
+pub fn act(action: &super::DevAction) -> u8 {
+    let (dir, nodes, heal) = match action {
+        super::DevAction::Partition { nodes, dir } => (dir, nodes.as_slice(), false),
+        super::DevAction::Heal { dir } => (dir, &[][..], true),
+    };
+    match request(dir, nodes, heal) {
+        Ok(p) if p.cut.is_empty() => {
+            println!(
+                "healed: every engine link of the fleet in {} restored",
+                dir.display()
+            );
+            0
+        }
+        Ok(p) => {
+            let cut: Vec<_> = p.cut.into_iter().collect();
+            println!(
+                "cut off from the other engines: {} (heal with `keyfleet dev heal --dir {}`)",
+                cut.join(", "),
+                super::shell_word(&dir.display().to_string())
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("keyfleet dev: {e}");
+            1
+        }
+    }
+}
+
 /// `keyfleet dev partition` / `heal`: asks the running `dev` in `dir` to cut off `nodes`
 /// (added to those already cut) or, with `heal`, to restore every link; waits up to 5 s
 /// for it to apply.

@@ -4,10 +4,12 @@
 //! password, and leaves what a reply means to `info` and `status`.
 
 pub mod info;
+mod pubsub;
 pub mod resp;
 pub mod status;
 
 pub use info::{Info, InfoError};
+pub use pubsub::Subscription;
 pub use resp::Value;
 pub use status::{LinkSafety, LinkStatus, NodeError, NodeStatus, PeerLink, PeerRef};
 
@@ -264,104 +266,6 @@ impl Engine {
         }
     }
 
-    /// Several commands in one round trip on the shared connection, which nothing else
-    /// uses meanwhile (so a `SELECT` among them holds for the ones after it). Error
-    /// replies come back as `Value::Error`, for the caller to read; the whole exchange is
-    /// bounded like one command.
-    pub async fn pipeline(
-        &self,
-        name: &'static str,
-        commands: &[Vec<&str>],
-    ) -> Result<Vec<Value>, EngineError> {
-        let limit = self.options.connect_timeout + self.options.command_timeout;
-        let exchange = async {
-            let mut slot = self.conn.lock().await;
-            let mut conn = match slot.take() {
-                Some(conn) => conn,
-                None => self.connect().await?,
-            };
-            let words: Vec<Vec<&[u8]>> = commands
-                .iter()
-                .map(|c| c.iter().map(|w| w.as_bytes()).collect())
-                .collect();
-            match tokio::time::timeout(self.options.command_timeout, conn.call_many(&words)).await {
-                Err(_) => Err(self.timeout(name, self.options.command_timeout)),
-                Ok(Err(e)) => Err(EngineError::ConnectionLost {
-                    target: self.options.target.to_string(),
-                    command: name,
-                    detail: e.to_string(),
-                }),
-                Ok(Ok(values)) => {
-                    if values
-                        .iter()
-                        .any(|v| matches!(v.error_code(), Some("NOAUTH" | "WRONGPASS")))
-                    {
-                        return Err(self.auth_failed());
-                    }
-                    *slot = Some(conn);
-                    Ok(values)
-                }
-            }
-        };
-        match tokio::time::timeout(limit, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(self.timeout(name, limit)),
-        }
-    }
-
-    /// A connection of its own, subscribed to `channel`: read it with
-    /// [`Subscription::next`]. It carries nothing else.
-    pub async fn subscribe(&self, channel: &str) -> Result<Subscription, EngineError> {
-        self.listen("SUBSCRIBE", &[channel]).await
-    }
-
-    /// A connection of its own, subscribed to every channel matching `patterns`.
-    pub async fn psubscribe(&self, patterns: &[&str]) -> Result<Subscription, EngineError> {
-        self.listen("PSUBSCRIBE", patterns).await
-    }
-
-    async fn listen(
-        &self,
-        command: &'static str,
-        names: &[&str],
-    ) -> Result<Subscription, EngineError> {
-        let mut conn = self.connect().await?;
-        let mut words: Vec<&[u8]> = vec![command.as_bytes()];
-        words.extend(names.iter().map(|n| n.as_bytes()));
-        // One confirmation per name; the first says whether the user may.
-        let reply = tokio::time::timeout(self.options.command_timeout, async {
-            let first = conn.call(&words).await?;
-            for _ in 1..names.len() {
-                if matches!(first, Value::Error(_)) {
-                    break;
-                }
-                conn.next_push().await?;
-            }
-            Ok::<Value, std::io::Error>(first)
-        })
-        .await;
-        match reply {
-            Err(_) => Err(self.timeout(command, self.options.command_timeout)),
-            Ok(Err(e)) => Err(EngineError::ConnectionLost {
-                target: self.options.target.to_string(),
-                command,
-                detail: e.to_string(),
-            }),
-            Ok(Ok(Value::Error(text))) if text.starts_with("NOPERM") => {
-                Err(EngineError::NoPermission {
-                    user: self.user().to_owned(),
-                    command,
-                    detail: text,
-                })
-            }
-            Ok(Ok(Value::Array(_))) => Ok(Subscription {
-                conn,
-                target: self.options.target.to_string(),
-            }),
-            Ok(Ok(other)) => Err(unexpected(command, &other)),
-        }
-    }
-
     /// Any command, for engines other than the node's own (a restore's target): the
     /// node's own engine gets only the commands above, which its ACL user allows.
     pub async fn command(
@@ -502,72 +406,6 @@ impl Engine {
         EngineError::Unreachable {
             target: self.options.target.to_string(),
             detail,
-        }
-    }
-}
-
-/// A connection subscribed to one channel (`Engine::subscribe`).
-pub struct Subscription {
-    conn: Connection,
-    target: String,
-}
-
-impl Subscription {
-    /// The next message published on the channel; other pushes are skipped. It waits
-    /// as long as nothing is published: bound it with a timeout.
-    pub async fn next(&mut self) -> Result<Vec<u8>, EngineError> {
-        self.next_message().await.map(|(_, payload)| payload)
-    }
-
-    /// The next message as (channel, payload), from `SUBSCRIBE` or `PSUBSCRIBE`.
-    pub async fn next_message(&mut self) -> Result<(Vec<u8>, Vec<u8>), EngineError> {
-        loop {
-            let value = self
-                .conn
-                .next_push()
-                .await
-                .map_err(|e| EngineError::ConnectionLost {
-                    target: self.target.clone(),
-                    command: "SUBSCRIBE",
-                    detail: e.to_string(),
-                })?;
-            let Value::Array(parts) = value else { continue };
-            let mut parts = parts.into_iter();
-            // ["message", channel, payload] or ["pmessage", pattern, channel, payload].
-            let n = match parts.next() {
-                Some(Value::Bulk(k)) if k == b"message" => 2,
-                Some(Value::Bulk(k)) if k == b"pmessage" => 3,
-                _ => continue,
-            };
-            let rest: Vec<Value> = parts.collect();
-            if rest.len() != n {
-                continue;
-            }
-            let mut rest = rest.into_iter().skip(n - 2);
-            if let (Some(Value::Bulk(channel)), Some(Value::Bulk(payload))) =
-                (rest.next(), rest.next())
-            {
-                return Ok((channel, payload));
-            }
-        }
-    }
-}
-
-impl Engine {
-    /// The error an error reply within a pipeline stands for: `NoPermission` for NOPERM
-    /// (so it shows as `engine_no_permission`), else `Command`.
-    pub fn reply_error(&self, command: &'static str, text: &str) -> EngineError {
-        if text.starts_with("NOPERM") {
-            EngineError::NoPermission {
-                user: self.user().to_owned(),
-                command,
-                detail: text.to_owned(),
-            }
-        } else {
-            EngineError::Command {
-                command,
-                detail: text.to_owned(),
-            }
         }
     }
 }

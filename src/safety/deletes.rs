@@ -243,9 +243,17 @@ impl Safety {
                 .all(|(_, p)| self.age_of(p, now) < self.lag_threshold)
     }
 
-    /// Whether a link of this node is down now, as the last engine read saw it.
-    fn partitioned(&self) -> bool {
-        self.lock().links_up_since.is_none()
+    /// Whether every link of this node is down now, as the last engine read saw it: no
+    /// peer can be bringing a key here, so one that exists was written on this side.
+    fn isolated(&self) -> bool {
+        let inner = self.lock();
+        !self.linked.is_empty()
+            && self.linked.iter().all(|name| {
+                inner
+                    .peers
+                    .get(name)
+                    .is_some_and(|p| p.link_up == Some(false))
+            })
     }
 
     /// The deletes' figures for the API and metrics.
@@ -354,16 +362,17 @@ pub(super) async fn check(state: Arc<State>, mut stop: watch::Receiver<bool>) {
                 _ => Vec::new(),
             }
         };
-        if !batch.is_empty() && safety.partitioned() {
-            // A key deleted here and written again here while the partition lasts is the
-            // application's own doing: it leaves the set before the heal could bring it
-            // back.
+        if !batch.is_empty() && safety.isolated() {
+            // A key deleted here and written again here while this node is cut off from
+            // every peer is the application's own doing: it leaves the set before the
+            // heal could bring it back. (With some links up, a key that exists may have
+            // come from a peer: it waits for the heal's check.)
             let found = exists(&safety.reader, &batch).await;
-            // A fresh read of the links after the answer: still cut means the keys that
-            // exist came from this side (a healed link shows up before its backlog).
+            // A fresh read of the links after the answer: still cut off means the keys
+            // that exist came from this side (a healed link shows up before its backlog).
             let _ = crate::fleet::local_node(&state).await;
             match found {
-                Ok(found) if safety.partitioned() => {
+                Ok(found) if safety.isolated() => {
                     let mut inner = safety.lock();
                     let d = inner.deletes.as_mut().expect("checked above");
                     d.dirty = true;
@@ -454,97 +463,5 @@ pub(crate) async fn exists(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(key: &str) -> Tracked {
-        Tracked {
-            db: 0,
-            key: key.into(),
-            event: "del".into(),
-            at_unix: 1.0,
-            links_down: vec!["node3".into()],
-        }
-    }
-
-    #[test]
-    fn the_set_is_bounded_and_counts_what_it_drops() {
-        let mut tr = Tracker::default();
-        assert!(tr.record(t("a"), 2));
-        assert!(tr.record(t("b"), 2));
-        assert!(tr.record(t("a"), 2), "the same key again takes no room");
-        assert!(!tr.record(t("c"), 2));
-        assert_eq!(tr.tracked.len(), 2);
-        assert_eq!(tr.untracked, 1);
-    }
-
-    #[test]
-    fn settling_moves_existing_keys_to_resurrected_and_forgets_the_rest() {
-        let mut tr = Tracker::default();
-        for k in ["a", "b", "c"] {
-            tr.record(t(k), 10);
-        }
-        let batch = tr.tracked.clone();
-        let back = tr.settle(&batch, &[true, false, true], 9.0);
-        assert_eq!(back.len(), 2);
-        assert!(tr.tracked.is_empty());
-        assert_eq!(tr.resurrected_total, 2);
-        assert_eq!(tr.stayed_deleted_total, 1);
-        let keys: Vec<_> = tr
-            .resurrected
-            .iter()
-            .map(|r| r.deleted.key.as_str())
-            .collect();
-        assert_eq!(keys, ["a", "c"]);
-        assert_eq!(tr.resurrected[0].found_at_unix, 9.0);
-    }
-
-    #[test]
-    fn keys_written_again_on_this_side_leave_the_set_and_the_index() {
-        let mut tr = Tracker::default();
-        for k in ["a", "b"] {
-            tr.record(t(k), 10);
-        }
-        let batch = tr.tracked.clone();
-        tr.rewritten(&batch, &[true, false]);
-        assert_eq!(tr.rewritten_here_total, 1);
-        let keys: Vec<_> = tr.tracked.iter().map(|t| t.key.as_str()).collect();
-        assert_eq!(keys, ["b"]);
-        assert!(tr.record(t("b"), 1), "b is still indexed, at its new place");
-        assert!(tr.record(t("a"), 2));
-        assert_eq!(tr.tracked.len(), 2);
-    }
-
-    #[test]
-    fn keyevent_channels_name_the_db_and_event() {
-        assert_eq!(parse_channel(b"__keyevent@0__:del"), Some((0, "del")));
-        assert_eq!(
-            parse_channel(b"__keyevent@12__:expired"),
-            Some((12, "expired"))
-        );
-        assert_eq!(parse_channel(b"__keyevent@0__:set"), None);
-        assert_eq!(parse_channel(b"__keyspace@0__:del"), None);
-    }
-
-    #[test]
-    fn a_corrupt_file_is_moved_aside_and_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("safety-deletes.json"), "{not json").unwrap();
-        let d = Deletes::load(dir.path(), 10);
-        assert!(
-            d.load_error.as_deref().unwrap().contains("corrupt"),
-            "{:?}",
-            d.load_error
-        );
-        assert!(dir.path().join("safety-deletes.json.corrupt").exists());
-        let mut d = Deletes::load(dir.path(), 10);
-        assert!(d.load_error.is_none());
-        d.tracker.record(t("k"), 10);
-        d.dirty = true;
-        let (tracker, path) = d.take_dirty().unwrap();
-        crate::logship::journal::save_json(&tracker, &path).unwrap();
-        assert!(d.take_dirty().is_none());
-        let again = Deletes::load(dir.path(), 10);
-        assert_eq!(again.tracker.tracked, vec![t("k")]);
-    }
-}
+#[path = "deletes_tests.rs"]
+mod tests;

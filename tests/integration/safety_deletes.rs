@@ -82,7 +82,7 @@ fn deletes_during_a_partition_that_come_back_are_reported_and_repaired() {
     let fleet = DevFleet::start_with(3, &["--partitionable", "--no-s3"], &[]);
     let ports: Vec<u16> = (0..3).map(|i| fleet.engine_port(i)).collect();
     all_linked(&fleet);
-    for k in ["back", "gone"] {
+    for k in ["back", "gone", "again"] {
         cmd(ports[0], &["SET", k, "v1"]).unwrap();
     }
     let everywhere = eventually(Duration::from_secs(10), || {
@@ -122,6 +122,14 @@ fn deletes_during_a_partition_that_come_back_are_reported_and_repaired() {
     if kind == EngineKind::Keydb {
         // The other side writes the key again meanwhile, later than the delete.
         cmd(ports[1], &["SET", "back", "v2"]).unwrap();
+        // And this side deletes a key and writes it again itself: the application's
+        // own doing, seen while node1 is cut off from everyone, and never reported.
+        cmd(ports[0], &["DEL", "again"]).unwrap();
+        cmd(ports[0], &["SET", "again", "mine"]).unwrap();
+        let seen = eventually(Duration::from_secs(10), || {
+            (safety(&fleet, 0)["deletes"]["rewritten_here_total"].as_u64()? >= 1).then_some(())
+        });
+        assert!(seen.is_some(), "{:#}", safety(&fleet, 0));
     }
     dev(&fleet, &["heal"]);
     all_linked(&fleet);
@@ -176,10 +184,24 @@ fn deletes_during_a_partition_that_come_back_are_reported_and_repaired() {
         assert!(!exists(*p, "gone"), "gone stayed deleted");
     }
 
-    // A look first: listed, nothing deleted, exit 1.
+    // A look first: listed, nothing deleted, exit 1. `again` may be listed too, by node2
+    // or node3: they hear node1's replicated DEL during the heal while their link with
+    // the other is still down, then node1's SET after it (a false alarm the README
+    // warns of: look before --delete).
     let (code, v) = repair(&fleet, false);
     assert_eq!(code, 1, "{v:#}");
-    assert_eq!(v["keys"], serde_json::json!([{"db": 0, "key": "back"}]));
+    let listed: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["key"].as_str())
+        .collect();
+    assert!(listed.contains(&"back"), "{v:#}");
+    assert!(
+        listed.iter().all(|k| ["back", "again"].contains(k)),
+        "{v:#}"
+    );
+    eprintln!("listed for repair: {listed:?}");
     assert!(exists(ports[0], "back"), "a look deletes nothing");
     // Then the repair: deleted on every node, and no longer reported.
     let (code, v) = repair(&fleet, true);

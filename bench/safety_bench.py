@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Benchmark: what the daemons' replication-safety checks cost the engines of a KeyDB fleet.
+
+A 3-node `keyfleet dev --no-s3` fleet (KeyDB multi-master). Each engine's CPU
+(utime+stime from /proc) is measured over windows of the same length, alternating:
+
+  on       the daemons running, safety checks at their defaults (canary write, PUBLISH
+           and MGET every second, TIME x5 per peer every 10 s, a fleet view every 5 s);
+  stopped  every daemon SIGSTOPped: the engines keep their replication links and the
+           client load, but no daemon traffic at all (the poller's INFO included);
+  off      (with --safety-off) the dev daemons SIGSTOPped and, in their place, one daemon
+           per node on the same config with `[safety] enabled = false` (so: the poller's
+           INFO every 500 ms, no safety workers).
+
+on - stopped is what the whole daemon costs its engine (an upper bound for the checks);
+on - off is what the safety checks alone cost. The order of the modes turns by one each
+round, so a slow drift of the machine does not favour one mode. Two phases: idle (no
+client) and steady load: a paced loop of SET/GET (alternating, 100-byte values, 10,000
+keys, one connection, no pipelining) at a fixed rate against node1's engine, running
+through every window of the phase, so each window carries the same requests; the SETs
+replicate to node2 and node3. The daemons' own CPU is measured in their running windows.
+
+Usage: bench/safety_bench.py [--keyfleet target/release/keyfleet] [--idle-window 60]
+       [--load-window 30] [--rounds 3] [--rate 2000] [--safety-off] [--json]
+Engine: $KEYFLEET_KEYDB_SERVER (a keydb-server; required). Everything on 127.0.0.1.
+"""
+import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+
+from common import Resp, cpu_seconds, free_port, start_dev, stop_dev, wait_port
+
+
+class Load(threading.Thread):
+    """SET/GET alternating at `rate` requests per second on one connection, paced by the
+    clock in 10 ms ticks; a tick that falls behind catches up, so every window of the same
+    length carries the same requests (`max_behind`: the worst backlog, in seconds)."""
+
+    def __init__(self, port, rate):
+        super().__init__(daemon=True)
+        self.port, self.rate = port, rate
+        self.stop = threading.Event()
+        self.done = 0
+        self.errors = 0
+        self.max_behind = 0.0
+        self.value = b"v" * 100
+
+    def run(self):
+        c = Resp(self.port)
+        t0 = time.monotonic()
+        while not self.stop.is_set():
+            due = int((time.monotonic() - t0) * self.rate)
+            self.max_behind = max(self.max_behind, (due - self.done) / self.rate)
+            while self.done < due and not self.stop.is_set():
+                key = b"bench:%d" % (self.done % 10000)
+                try:
+                    if self.done % 2 == 0:
+                        c.call(b"SET", key, self.value)
+                    else:
+                        c.call(b"GET", key)
+                except Exception:
+                    self.errors += 1
+                    c.close()
+                    time.sleep(0.1)
+                    c = Resp(self.port)
+                self.done += 1
+            time.sleep(0.01)
+        c.close()
+
+
+def signal_all(pids, sig):
+    for pid in pids:
+        os.kill(pid, sig)
+
+
+def wait_stopped(pids, want_stopped, timeout=5):
+    """Until /proc says each of `pids` is stopped (state T) or not."""
+    end = time.time() + timeout
+    while time.time() < end:
+        states = [open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] for pid in pids]
+        if all((s == "T") == want_stopped for s in states):
+            return
+        time.sleep(0.01)
+    sys.exit(f"daemons {pids} did not {'stop' if want_stopped else 'continue'}")
+
+
+def start_safety_off_daemons(keyfleet, fleet, dev_dir, work):
+    """One daemon per node on its dev config with a new API port and `[safety] enabled =
+    false`; each is SIGSTOPped once it answers, ready for its windows."""
+    procs = []
+    for n in fleet["nodes"]:
+        text = open(os.path.join(dev_dir, n["name"], "keyfleet.toml")).read()
+        if "[safety]" in text:
+            sys.exit(f"{n['name']}'s dev config already has a [safety] table")
+        port = free_port()
+        text, count = re.subn(r'(?m)^listen = "127\.0\.0\.1:\d+"$', f'listen = "127.0.0.1:{port}"', text)
+        if count != 1:
+            sys.exit(f"{n['name']}'s dev config: no single [api] listen line")
+        config = os.path.join(work, f"{n['name']}-safety-off.toml")
+        with open(config, "w") as f:
+            f.write(text + "\n[safety]\nenabled = false\n")
+        log = open(os.path.join(work, f"{n['name']}-safety-off.log"), "w")
+        p = subprocess.Popen([keyfleet, "daemon", "--config", config], stdout=log, stderr=subprocess.STDOUT,
+                             env={**os.environ, "RUST_LOG": "info"})
+        procs.append(p)
+        wait_port(port)
+    time.sleep(1.0)
+    for p in procs:
+        if p.poll() is not None:
+            sys.exit(f"a safety-off daemon exited ({p.returncode}); see {work}")
+    signal_all([p.pid for p in procs], signal.SIGSTOP)
+    wait_stopped([p.pid for p in procs], True)
+    return procs
+
+
+def run_phase(name, window, rounds, modes, engines, groups, settle, load=None):
+    """`rounds` rounds of one window per mode: per window, each engine's CPU and that of the
+    daemons running in it. `groups`: mode -> the daemon pids running in that mode."""
+    every = sorted({pid for pids in groups.values() for pid in pids})
+    out = []
+    for r in range(rounds):
+        order = modes[r % len(modes):] + modes[:r % len(modes)]
+        for mode in order:
+            running = groups[mode]
+            stopped = [pid for pid in every if pid not in running]
+            signal_all(stopped, signal.SIGSTOP)
+            wait_stopped(stopped, True)
+            signal_all(running, signal.SIGCONT)
+            wait_stopped(running, False)
+            time.sleep(settle)
+            e0 = {n: cpu_seconds(pid) for n, pid in engines.items()}
+            d0 = {pid: cpu_seconds(pid) for pid in running}
+            ops0 = load.done if load else 0
+            t0 = time.monotonic()
+            time.sleep(window)
+            dt = time.monotonic() - t0
+            e1 = {n: cpu_seconds(pid) for n, pid in engines.items()}
+            d1 = {pid: cpu_seconds(pid) for pid in running}
+            row = {"phase": name, "round": r, "mode": mode, "seconds": dt,
+                   "engine_cpu": {n: e1[n] - e0[n] for n in engines},
+                   "daemon_cpu": sum(d1[p] - d0[p] for p in running),
+                   "ops": (load.done - ops0) if load else 0}
+            out.append(row)
+            print(f"  {name:4} round {r} {mode:7} {dt:6.1f} s  engines "
+                  + " ".join(f"{v:.2f}" for v in row["engine_cpu"].values())
+                  + f"  daemons {row['daemon_cpu']:.2f}" + (f"  ops {row['ops']}" if load else ""),
+                  file=sys.stderr, flush=True)
+    return out
+
+
+def summarise(rows, phase, modes, names, window):
+    rows = [r for r in rows if r["phase"] == phase]
+    by = {m: [r for r in rows if r["mode"] == m] for m in modes}
+    rounds = len(by["on"])
+
+    def per_round(mode, node):
+        return [r["engine_cpu"][node] if node else sum(r["engine_cpu"].values()) for r in by[mode]]
+
+    res = {"window_s": window, "rounds": rounds, "engines": {}}
+    for node in names + [None]:
+        key = node or "sum"
+        on, stopped = per_round("on", node), per_round("stopped", node)
+        e = {"on": statistics.median(on), "stopped": statistics.median(stopped),
+             "diff_vs_stopped": statistics.median([a - b for a, b in zip(on, stopped)]),
+             "on_rounds": on, "stopped_rounds": stopped}
+        e["diff_vs_stopped_pct"] = 100 * e["diff_vs_stopped"] / e["stopped"] if e["stopped"] else None
+        if "off" in modes:
+            off = per_round("off", node)
+            e["off"] = statistics.median(off)
+            e["off_rounds"] = off
+            e["diff_vs_off"] = statistics.median([a - b for a, b in zip(on, off)])
+            e["diff_vs_off_pct"] = 100 * e["diff_vs_off"] / e["off"] if e["off"] else None
+        res["engines"][key] = e
+    res["daemons_on"] = statistics.median([r["daemon_cpu"] for r in by["on"]])
+    if "off" in modes:
+        res["daemons_off"] = statistics.median([r["daemon_cpu"] for r in by["off"]])
+    res["ops"] = {m: [r["ops"] for r in by[m]] for m in modes}
+    return res
+
+
+def print_summary(label, s, modes):
+    off = "off" in modes
+    print(f"{label}: {s['window_s']:.0f} s windows, {s['rounds']} round{'s' if s['rounds'] != 1 else ''}, medians (CPU seconds per window)")
+    head = f"{'engine':8}{'on':>8}{'stopped':>9}{'on-stop':>9}{'%':>7}"
+    if off:
+        head += f"{'off':>8}{'on-off':>9}{'%':>7}"
+    print(head)
+    pct = lambda v: f"{v:>7.1f}" if v is not None else f"{'-':>7}"
+    for node, e in s["engines"].items():
+        line = f"{node:8}{e['on']:>8.2f}{e['stopped']:>9.2f}{e['diff_vs_stopped']:>9.3f}{pct(e['diff_vs_stopped_pct'])}"
+        if off:
+            line += f"{e['off']:>8.2f}{e['diff_vs_off']:>9.3f}{pct(e['diff_vs_off_pct'])}"
+        print(line)
+    sums = s["engines"]["sum"]
+    diffs = [a - b for a, b in zip(sums["on_rounds"], sums["stopped_rounds"])]
+    print(f"  sum on-stopped per round: " + ", ".join(f"{d:+.3f}" for d in diffs))
+    line = (f"  daemons' own CPU in 'on' windows (3 daemons): {s['daemons_on']:.2f} s "
+            f"({100 * s['daemons_on'] / s['window_s']:.2f}% of one core)")
+    if off:
+        line += f"; in 'off' windows: {s['daemons_off']:.2f} s"
+    print(line)
+    if any(s["ops"].values()) and any(v for vs in s["ops"].values() for v in vs):
+        print("  requests per window: " + "; ".join(f"{m} {min(v)}..{max(v)}" for m, v in s["ops"].items()))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keyfleet", default="target/release/keyfleet")
+    ap.add_argument("--idle-window", type=float, default=60, help="seconds per idle window")
+    ap.add_argument("--load-window", type=float, default=30, help="seconds per load window")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (one window per mode each) per phase")
+    ap.add_argument("--rate", type=int, default=2000, help="requests per second in the load phase")
+    ap.add_argument("--settle", type=float, default=2.0, help="unmeasured seconds after each switch")
+    ap.add_argument("--safety-off", action="store_true",
+                    help="also windows with daemons whose [safety] is disabled (adds half the run time)")
+    ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    args = ap.parse_args()
+    if not os.environ.get("KEYFLEET_KEYDB_SERVER"):
+        sys.exit("set KEYFLEET_KEYDB_SERVER to a keydb-server")
+    if args.rounds < 1 or args.idle_window <= 0 or args.load_window <= 0 or args.rate <= 0:
+        sys.exit("--rounds, windows and --rate must be positive")
+    keyfleet = os.path.abspath(args.keyfleet)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = tempfile.mkdtemp(prefix="safety-bench-")
+    dev_dir = os.path.join(work, "fleet")
+    os.makedirs(dev_dir)
+    dev = fleet = load = None
+    extra = []
+    ok = False
+    try:
+        dev, fleet = start_dev(keyfleet, dev_dir)
+        names = [n["name"] for n in fleet["nodes"]]
+        engines = {n["name"]: n["engine_pid"] for n in fleet["nodes"]}
+        daemons = [n["daemon_pid"] for n in fleet["nodes"]]
+        port1 = int(fleet["nodes"][0]["engine_addr"].rsplit(":", 1)[1])
+        modes = ["on", "stopped"]
+        groups = {"on": daemons, "stopped": []}
+        if args.safety_off:
+            extra = start_safety_off_daemons(keyfleet, fleet, dev_dir, work)
+            modes.append("off")
+            groups["off"] = [p.pid for p in extra]
+        time.sleep(3)  # the canaries and first skew reads are made
+        version = subprocess.run([keyfleet, "--version"], capture_output=True, text=True).stdout.strip()
+        rows = run_phase("idle", args.idle_window, args.rounds, modes, engines, groups, args.settle)
+        load = Load(port1, args.rate)
+        load.start()
+        time.sleep(max(args.settle, 3))  # the keyspace fills, replication settles
+        rows += run_phase("load", args.load_window, args.rounds, modes, engines, groups, args.settle, load)
+        load.stop.set()
+        load.join(5)
+        # Continue every dev daemon again: their links and state must be intact.
+        signal_all(daemons + groups.get("off", []), signal.SIGCONT)
+        idle = summarise(rows, "idle", modes, names, args.idle_window)
+        loaded = summarise(rows, "load", modes, names, args.load_window)
+        if args.json:
+            print(json.dumps({"keyfleet": version, "engine": os.environ["KEYFLEET_KEYDB_SERVER"],
+                              "rate": args.rate, "load_errors": load.errors, "load_max_behind_s": load.max_behind, "idle": idle, "load": loaded,
+                              "windows": rows}, indent=2))
+            ok = True
+            return
+        print(f"{version}, engine {os.environ['KEYFLEET_KEYDB_SERVER']}, 3-node dev fleet (KeyDB multi-master)")
+        print("modes: on = daemons running (safety checks at defaults); stopped = every daemon SIGSTOPped"
+              + ("; off = daemons with [safety] enabled = false" if args.safety_off else ""))
+        print_summary("idle", idle, modes)
+        print_summary(f"load ({args.rate} req/s SET/GET on node1, replicated)", loaded, modes)
+        print(f"  load generator: {load.errors} errors, at most {load.max_behind:.2f} s behind its schedule")
+        ok = True
+    finally:
+        if load:
+            load.stop.set()
+        for p in extra:
+            try:
+                os.kill(p.pid, signal.SIGCONT)
+                p.terminate()
+                p.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                p.kill()
+        stop_dev(dev, fleet)
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work} (the fleet's configs and logs are in {dev_dir})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
