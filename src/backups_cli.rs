@@ -63,59 +63,33 @@ pub struct ShowOptions {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn main(args: BackupArgs) -> u8 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = rt.block_on(async {
+    crate::client::run("backup", async {
         match args.command {
             BackupCommand::Create(o) => create(&o).await,
             BackupCommand::List(o) => list(&o).await,
             BackupCommand::Show(o) => show(&o).await,
             BackupCommand::Restore(o) => {
-                let (url, token) = daemon(&o.client)?;
+                let (url, token) = o.client.daemon()?;
                 crate::restore_cli::restore(&o, &url, token.as_deref()).await
             }
             BackupCommand::Rebuild(o) => {
-                let (url, token) = daemon(&o.client)?;
+                let (url, token) = o.client.daemon()?;
                 crate::restore_cli::rebuild(&o, &url, token.as_deref()).await
             }
             BackupCommand::Release(o) => {
-                let (url, token) = daemon(&o.client)?;
+                let (url, token) = o.client.daemon()?;
                 crate::restore_cli::release(&o, &url, token.as_deref()).await
             }
             BackupCommand::History(o) => {
-                let (url, token) = daemon(&o.client)?;
+                let (url, token) = o.client.daemon()?;
                 crate::restore_cli::history(o.client.json, &url, token.as_deref()).await
             }
         }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e @ ClientError::NoAnswer(_)) | Err(e @ ClientError::Target(_)) => {
-            eprintln!("keyfleet backup: {e}");
-            3
-        }
-        Err(e) => {
-            eprintln!("keyfleet backup: {e}");
-            1
-        }
-    }
-}
-
-/// The one daemon asked: `--api`, or the first node of a dev fleet.
-fn daemon(client: &ClientArgs) -> Result<(String, Option<String>), ClientError> {
-    let target = client.target()?;
-    let url = target
-        .urls
-        .first()
-        .cloned()
-        .ok_or_else(|| ClientError::Target("no daemon to ask (give --api or --dir)".into()))?;
-    Ok((url, client.token()?))
+    })
 }
 
 async fn create(o: &CreateOptions) -> Result<u8, ClientError> {
-    let (url, token) = daemon(&o.client)?;
+    let (url, token) = o.client.daemon()?;
     let started = call(
         Method::Post,
         &url,
@@ -180,7 +154,7 @@ async fn create(o: &CreateOptions) -> Result<u8, ClientError> {
 }
 
 async fn list(o: &Options) -> Result<u8, ClientError> {
-    let (url, token) = daemon(&o.client)?;
+    let (url, token) = o.client.daemon()?;
     let v = call(
         Method::Get,
         &url,
@@ -230,7 +204,7 @@ async fn list(o: &Options) -> Result<u8, ClientError> {
 }
 
 async fn show(o: &ShowOptions) -> Result<u8, ClientError> {
-    let (url, token) = daemon(&o.client)?;
+    let (url, token) = o.client.daemon()?;
     let v = call(
         Method::Get,
         &url,

@@ -126,6 +126,16 @@ impl ClientArgs {
         Ok(Some(token.to_owned()))
     }
 
+    /// The one daemon a command that acts asks: `--api`, or the first node of a dev
+    /// fleet; (its API URL, the bearer token).
+    pub fn daemon(&self) -> Result<(String, Option<String>), ClientError> {
+        let url =
+            self.target()?.urls.first().cloned().ok_or_else(|| {
+                ClientError::Target("no daemon to ask (give --api or --dir)".into())
+            })?;
+        Ok((url, self.token()?))
+    }
+
     /// GETs `path` from the first daemon of the target that answers, each bounded by
     /// `timeout`. A daemon that cannot be reached is skipped; one that answers with an
     /// error status is the answer.
@@ -269,6 +279,26 @@ fn no_answer(target: &Target, failures: &[String]) -> String {
              ./{DEFAULT_DEV_DIR}/fleet.json here: give --api URL or --dir DIR"
         ),
         Source::Api => tried,
+    }
+}
+
+/// Runs a client command on a small runtime: its exit status, or for an error printed
+/// as `keyfleet NAME: ...`, 3 when no daemon could be asked and 1 otherwise.
+pub fn run(name: &str, command: impl std::future::Future<Output = Result<u8, ClientError>>) -> u8 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(command) {
+        Ok(code) => code,
+        Err(e @ (ClientError::NoAnswer(_) | ClientError::Target(_))) => {
+            eprintln!("keyfleet {name}: {e}");
+            3
+        }
+        Err(e) => {
+            eprintln!("keyfleet {name}: {e}");
+            1
+        }
     }
 }
 

@@ -3,15 +3,19 @@
 //! own: status comes from `fleet`, routes from `api`, figures from `metrics`.
 
 use crate::config::Config;
-use crate::engine::{Engine, EngineOptions, Secret, Target};
+use crate::engine::Engine;
 use crate::logship::writer::LogFile;
 use crate::logship::{ErrorRecord, Shipper};
 use crate::metrics::Metrics;
+use engines::{engine_for, peer_engines, reader_engine_for, restore_engine_for};
 use sd_notify::NotifyState;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+
+#[path = "daemon_engines.rs"]
+mod engines;
 
 /// Everything the API handlers and workers share.
 pub struct State {
@@ -200,87 +204,6 @@ fn start_backups(
     let b = backups.clone();
     tokio::spawn(async move { b.clean_up_interrupted().await });
     Ok(Some(backups))
-}
-
-/// The engine as in-fleet restores use it: as `[backups] restore_user` when set, else
-/// as the daemon's own user. Its commands may wait on a sync, so the timeout is longer.
-fn restore_engine_for(config: &Config, secrets: &crate::config::Secrets) -> Engine {
-    let restore = config.backups.as_ref().and_then(|b| b.restore_user.clone());
-    let (user, password) = match restore {
-        Some(user) => (Some(user), secrets.backups_restore_password.clone()),
-        None => (config.engine.user.clone(), secrets.engine_password.clone()),
-    };
-    let mut engine = engine_options(config, password);
-    engine.user = user;
-    engine.command_timeout = engine
-        .command_timeout
-        .max(std::time::Duration::from_secs(10));
-    Engine::new(engine)
-}
-
-/// A client of each peer's engine as the daemon's own user (every node has it), each
-/// call bounded by `fleet.peer_timeout`: the clock-skew check reads their `TIME`.
-fn peer_engines(config: &Config, password: Option<String>) -> Vec<(String, Engine)> {
-    config
-        .peers
-        .iter()
-        .map(|p| {
-            let mut options = engine_options(config, password.clone());
-            options.target = Target::Tcp {
-                host: p.address.clone(),
-                port: p.engine_port,
-            };
-            options.connect_timeout = config.fleet.peer_timeout;
-            options.command_timeout = config.fleet.peer_timeout;
-            (p.name.clone(), Engine::new(options))
-        })
-        .collect()
-}
-
-/// The engine (or `peer`'s) as the safety checks read the user's keys: as `[safety]
-/// reader_user` when set, else as the daemon's own user (`restore_engine_for` does the
-/// same for restores). A peer's is bounded by `fleet.peer_timeout`.
-fn reader_engine_for(
-    config: &Config,
-    secrets: &crate::config::Secrets,
-    peer: Option<&crate::config::Peer>,
-) -> Engine {
-    let (user, password) = match config.safety.reader_user.clone() {
-        Some(user) => (Some(user), secrets.safety_reader_password.clone()),
-        None => (config.engine.user.clone(), secrets.engine_password.clone()),
-    };
-    let mut engine = engine_options(config, password);
-    engine.user = user;
-    if let Some(p) = peer {
-        engine.target = Target::Tcp {
-            host: p.address.clone(),
-            port: p.engine_port,
-        };
-        engine.connect_timeout = config.fleet.peer_timeout;
-        engine.command_timeout = config.fleet.peer_timeout;
-    }
-    Engine::new(engine)
-}
-
-fn engine_for(config: &Config, password: Option<String>) -> Engine {
-    Engine::new(engine_options(config, password))
-}
-
-fn engine_options(config: &Config, password: Option<String>) -> EngineOptions {
-    let target = match &config.engine.unix_socket {
-        Some(path) => Target::Unix(path.clone()),
-        None => Target::Tcp {
-            host: config.engine_host(),
-            port: config.engine.port,
-        },
-    };
-    EngineOptions {
-        target,
-        user: config.engine.user.clone(),
-        password: password.map(Secret::new),
-        connect_timeout: config.engine.connect_timeout,
-        command_timeout: config.engine.command_timeout,
-    }
 }
 
 async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {

@@ -27,31 +27,11 @@ pub struct DiffArgs {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn main(args: DiffArgs) -> u8 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(diff(&args)) {
-        Ok(code) => code,
-        Err(e @ (ClientError::NoAnswer(_) | ClientError::Target(_))) => {
-            eprintln!("keyfleet diff: {e}");
-            3
-        }
-        Err(e) => {
-            eprintln!("keyfleet diff: {e}");
-            1
-        }
-    }
+    crate::client::run("diff", diff(&args))
 }
 
 async fn diff(o: &DiffArgs) -> Result<u8, ClientError> {
-    let target = o.client.target()?;
-    let url = target
-        .urls
-        .first()
-        .cloned()
-        .ok_or_else(|| ClientError::Target("no daemon to ask (give --api or --dir)".into()))?;
-    let token = o.client.token()?;
+    let (url, token) = o.client.daemon()?;
     let body = json!({"pattern": o.pattern, "rate": o.rate});
     let started = call(
         Method::PostJson(body),

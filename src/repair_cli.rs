@@ -35,31 +35,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn main(args: RepairArgs) -> u8 {
     let RepairCommand::Resurrected(o) = args.command;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(resurrected(&o)) {
-        Ok(code) => code,
-        Err(e @ (ClientError::NoAnswer(_) | ClientError::Target(_))) => {
-            eprintln!("keyfleet repair: {e}");
-            3
-        }
-        Err(e) => {
-            eprintln!("keyfleet repair: {e}");
-            1
-        }
-    }
+    crate::client::run("repair", resurrected(&o))
 }
 
 async fn resurrected(o: &ResurrectedOptions) -> Result<u8, ClientError> {
-    let target = o.client.target()?;
-    let url = target
-        .urls
-        .first()
-        .cloned()
-        .ok_or_else(|| ClientError::Target("no daemon to ask (give --api or --dir)".into()))?;
-    let token = o.client.token()?;
+    let (url, token) = o.client.daemon()?;
     let ask = |body: Value| {
         call(
             Method::PostJson(body),

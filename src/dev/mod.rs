@@ -5,6 +5,7 @@
 //! from the daemons' own API.
 
 mod lock;
+mod node_toml;
 pub mod proxy;
 mod ready;
 mod s3;
@@ -197,7 +198,7 @@ fn run(args: DevArgs) -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", node_dir.display()))?;
         }
         let config_path = node_dir.join("keyfleet.toml");
-        let mut toml = node_toml(n, &nodes, kind, &node_dir, mesh.as_ref());
+        let mut toml = node_toml::node_toml(n, &nodes, kind, &node_dir, mesh.as_ref());
         match &store {
             Some(store) => {
                 let (top, tables) = store.node_toml(&node_dir);
@@ -363,56 +364,6 @@ fn shell_word(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
-}
-
-/// Node `n`'s config. With a `mesh`, peers' engines are named at the proxies' ports.
-fn node_toml(
-    n: &Node,
-    all: &[Node],
-    kind: EngineKind,
-    node_dir: &Path,
-    mesh: Option<&proxy::Mesh>,
-) -> String {
-    let engine_port = |to: &Node| {
-        mesh.and_then(|m| m.port(&n.name, &to.name))
-            .unwrap_or(to.engine_port)
-    };
-    let mut t = format!(
-        "node_name = \"{}\"\n\n[engine]\nkind = \"{}\"\nbind = \"127.0.0.1\"\nport = {}\n",
-        n.name,
-        kind.as_str(),
-        n.engine_port
-    );
-    let _ = writeln!(
-        t,
-        "data_dir = {}",
-        // TOML's own quoting: a path may hold quotes, backslashes or non-ASCII.
-        toml::Value::String(node_dir.join("data").display().to_string())
-    );
-    t.push_str("maxmemory = \"256MiB\"\nappendonly = false\nsave = []\nserver_threads = 1\n");
-    if kind == EngineKind::Redis {
-        let _ = writeln!(t, "primary = \"{}\"", all[0].name);
-    }
-    let _ = writeln!(t, "\n[api]\nlisten = \"127.0.0.1:{}\"\n", n.api_port);
-    t.push_str("[fleet]\npoll_interval = \"500ms\"\npeer_timeout = \"1s\"\n");
-    for p in all.iter().filter(|p| p.name != n.name) {
-        let _ = write!(
-            t,
-            "\n[[peers]]\nname = \"{}\"\naddress = \"127.0.0.1\"\nengine_port = {}\napi_port = {}\n",
-            p.name,
-            engine_port(p),
-            p.api_port
-        );
-    }
-    // A Redis primary knows its replicas by the port they announce: through a proxy,
-    // each must announce the port the primary's config names it at.
-    if kind == EngineKind::Redis
-        && n.name != all[0].name
-        && let Some(port) = mesh.and_then(|m| m.port(&all[0].name, &n.name))
-    {
-        let _ = write!(t, "\n[engine.settings]\nreplica-announce-port = {port}\n");
-    }
-    t
 }
 
 /// One small runtime for `dev`'s requests, and the shutdown flag the supervision loop

@@ -301,99 +301,11 @@ async fn a_hung_engine_is_a_timeout_and_the_client_recovers() {
     engine.info().await.unwrap();
 }
 
-/// The daemon's client, as a user with exactly `daemon.acl`'s rules, reads everything it
-/// reads in production, is refused what it does not need (CONFIG GET would show
-/// `masterauth` in clear), and leaves no denial in the engine's ACL LOG: it sends
-/// nothing it is not allowed. KeyDB when KEYFLEET_KEYDB_SERVER is set, else redis-server.
-#[tokio::test]
-async fn the_daemon_acl_rules_are_exactly_enough() {
-    let binary = match crate::dev::find_engine() {
-        Some((path, _)) => path,
-        None => match redis_server() {
-            Some(path) => path,
-            None => return,
-        },
-    };
-    let server = start(&binary, free_port(), &[]).await;
-    let admin = redis::Client::open(format!("redis://127.0.0.1:{}", server.port)).unwrap();
-    let mut conn = admin.get_multiplexed_async_connection().await.unwrap();
-    let rules = daemon_acl_rules();
-    assert!(!rules.is_empty());
-    let mut setuser = vec!["SETUSER", "keyfleet", "reset", "on", ">daemon-pw"];
-    setuser.extend(&rules);
-    let _: () = acl(&mut conn, &setuser).await;
-    let _: () = acl(&mut conn, &["LOG", "RESET"]).await;
-
-    let engine = Engine::new(EngineOptions {
-        user: Some("keyfleet".into()),
-        ..options(server.port, Some("daemon-pw"))
-    });
-    let info = engine.info().await.unwrap();
-    assert!(info.get("redis_version").is_some());
-    assert!(info.get("connected_clients").is_some());
-    let status = NodeStatus::from_info(
-        "node1",
-        crate::config::EngineKind::Redis,
-        &info,
-        &[],
-        std::time::SystemTime::now(),
-    );
-    assert!(status.up && status.keys.is_some());
-    // The replication-safety checks: TIME, the canary's SET and PUBLISH, MGET of the
-    // peers' canaries, and a subscription to the canary channel.
-    let micros = engine.time_micros().await.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64;
-    assert!((micros - now).abs() < 5_000_000, "TIME {micros} vs {now}");
-    let mut sub = engine.subscribe("keyfleet:canary").await.unwrap();
-    engine
-        .write_canary(
-            "keyfleet:canary:node1",
-            "keyfleet:canary",
-            "1 2",
-            "node1 1 2",
-        )
-        .await
-        .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(2), sub.next())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got, b"node1 1 2");
-    let values = engine
-        .mget(&["keyfleet:canary:node1", "keyfleet:canary:node2"])
-        .await
-        .unwrap();
-    assert_eq!(values, vec![Some(b"1 2".to_vec()), None]);
-
-    let denied = engine.run("CONFIG", &["GET", "masterauth"]).await;
-    assert_eq!(
-        denied.unwrap_err().code(),
-        "engine_no_permission",
-        "CONFIG GET reads masterauth in clear: the daemon must not have it"
-    );
-    // A user's keys are neither written nor read.
-    for (command, args) in [("SET", ["user:1", "x"]), ("MGET", ["user:2", "user:3"])] {
-        let denied = engine.run(command, &args).await;
-        assert_eq!(
-            denied.unwrap_err().code(),
-            "engine_no_permission",
-            "{command} of a user's key must be refused"
-        );
-    }
-    let log: Vec<redis::Value> = acl(&mut conn, &["LOG"]).await;
-    // Exactly the refusals this test provoked: the client's own handshake, INFO and the
-    // safety commands were all allowed.
-    assert_eq!(log.len(), 3, "ACL LOG: {log:?}");
-}
-
 #[path = "sharing_tests.rs"]
 mod sharing;
 
-#[path = "safety_acl_tests.rs"]
-mod safety_acl;
+#[path = "acl_tests.rs"]
+mod acl;
 
 #[test]
 fn a_value_digest_ignores_the_mvcc_stamp_and_the_crc() {

@@ -15,7 +15,6 @@
 use super::{CANARY_CHANNEL, Safety, canary_key};
 use crate::daemon::State;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 
 /// A canary value or announcement: (node, seq, write time µs). The key's value has no
@@ -153,54 +152,25 @@ fn restore_running(state: &State) -> bool {
 }
 
 /// The listener: one subscription to the canary channel, reopened after a failure.
-pub(super) async fn listen(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn listen(state: Arc<State>, stop: watch::Receiver<bool>) {
     let safety = &state.safety;
     let me = state.config.node_name.as_str();
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let mut sub = match state.engine.subscribe(CANARY_CHANNEL).await {
-            Ok(sub) => {
-                safety.record_run("canary_listener", true, Ok(()));
-                backoff = Duration::from_millis(500);
-                sub
-            }
-            Err(e) => {
-                safety.record_run(
-                    "canary_listener",
-                    state.engine.has_answered(),
-                    Err((e.code(), format!("subscribing to {CANARY_CHANNEL}: {e}"))),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        loop {
-            let message = tokio::select! {
-                m = sub.next() => m,
-                _ = stop.wait_for(|s| *s) => return,
-            };
+    let channels = [CANARY_CHANNEL];
+    super::listen::hold(
+        safety,
+        "canary_listener",
+        &state.engine,
+        &channels,
+        false,
+        stop,
+        |_, payload| {
             let now = safety.clock.now_us();
-            match message {
-                Ok(payload) => {
-                    if let Some((Some(node), seq, write_us)) = parse(&payload, true)
-                        && node != me
-                    {
-                        safety.canary_arrived(&node, seq, write_us, now);
-                    }
-                }
-                Err(e) => {
-                    safety.record_run(
-                        "canary_listener",
-                        true,
-                        Err((e.code(), format!("the canary subscription broke: {e}"))),
-                    );
-                    break;
-                }
+            if let Some((Some(node), seq, write_us)) = parse(payload, true)
+                && node != me
+            {
+                safety.canary_arrived(&node, seq, write_us, now);
             }
-        }
-    }
+        },
+    )
+    .await;
 }

@@ -286,52 +286,19 @@ fn parse_channel(channel: &[u8]) -> Option<(u32, &'static str)> {
     Some((db.parse().ok()?, event))
 }
 
-pub(super) async fn listen(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+pub(super) async fn listen(state: Arc<State>, stop: watch::Receiver<bool>) {
     let safety = &state.safety;
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let patterns = ["__keyevent@*__:del", "__keyevent@*__:expired"];
-        let mut sub = match safety.reader.psubscribe(&patterns).await {
-            Ok(sub) => {
-                safety.record_run("delete_listener", true, Ok(()));
-                backoff = Duration::from_millis(500);
-                sub
-            }
-            Err(e) => {
-                safety.record_run(
-                    "delete_listener",
-                    state.engine.has_answered(),
-                    Err((
-                        e.code(),
-                        format!("subscribing to the keyevent channels: {e}"),
-                    )),
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-                continue;
-            }
-        };
-        loop {
-            let message = tokio::select! {
-                m = sub.next_message() => m,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match message {
-                Ok((channel, key)) => safety.deleted(&channel, &key),
-                Err(e) => {
-                    safety.record_run(
-                        "delete_listener",
-                        true,
-                        Err((e.code(), format!("the keyevent subscription broke: {e}"))),
-                    );
-                    break;
-                }
-            }
-        }
-    }
+    let patterns = ["__keyevent@*__:del", "__keyevent@*__:expired"];
+    super::listen::hold(
+        safety,
+        "delete_listener",
+        &safety.reader,
+        &patterns,
+        true,
+        stop,
+        |channel, key| safety.deleted(channel, key),
+    )
+    .await;
 }
 
 /// Every 2 s: saves the set when it changed, and once converged checks what it holds.

@@ -12,6 +12,7 @@ pub mod deletes;
 pub mod diff;
 pub mod divergence;
 mod histogram;
+mod listen;
 pub mod repair;
 mod report;
 pub use report::{DeletesReport, DivergenceReport, Figures, PeerFigures, PeerReport, Report};

@@ -29,4 +29,5 @@ mod s3_fixture;
 mod safety;
 mod safety_deletes;
 mod safety_divergence;
+mod safety_fixture;
 mod safety_resync;

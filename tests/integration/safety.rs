@@ -6,6 +6,7 @@
 //! set, else Redis (node1 the primary: its canary reaches the replicas).
 
 use crate::fixture::*;
+use crate::safety_fixture::{dev_cli, node};
 use keyfleet::config::EngineKind;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -16,23 +17,6 @@ fn link(node: &Value, peer: &str) -> Value {
         .and_then(|l| l.iter().find(|l| l["peer"] == peer))
         .cloned()
         .unwrap_or(Value::Null)
-}
-
-fn node(fleet: &DevFleet, i: usize) -> Value {
-    get(&format!("{}/api/v1/node", fleet.api(i))).unwrap().1
-}
-
-fn dev_cli(fleet: &DevFleet, args: &[&str]) -> (bool, String) {
-    let out = keyfleet()
-        .arg("dev")
-        .args(args)
-        .arg("--dir")
-        .arg(fleet.dir())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 /// (node index, peer name) pairs whose canary must arrive: every ordered pair with

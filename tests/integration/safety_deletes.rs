@@ -7,41 +7,10 @@
 //! reported.
 
 use crate::fixture::*;
+use crate::safety_fixture::{all_linked, cmd, dev, exists, safety};
 use keyfleet::config::EngineKind;
 use serde_json::Value;
 use std::time::Duration;
-
-fn cmd(port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?.get_connection()?;
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(&mut c)
-}
-
-fn exists(port: u16, key: &str) -> bool {
-    matches!(cmd(port, &["EXISTS", key]), Ok(redis::Value::Int(1)))
-}
-
-fn safety(fleet: &DevFleet, i: usize) -> Value {
-    get(&format!("{}/api/v1/safety", fleet.api(i))).unwrap().1
-}
-
-fn dev(fleet: &DevFleet, args: &[&str]) {
-    let out = keyfleet()
-        .arg("dev")
-        .args(args)
-        .arg("--dir")
-        .arg(fleet.dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn repair(fleet: &DevFleet, delete: bool) -> (i32, Value) {
     let mut c = keyfleet();
@@ -53,22 +22,6 @@ fn repair(fleet: &DevFleet, delete: bool) -> (i32, Value) {
     let v = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code().unwrap(), v)
-}
-
-/// Waits until every node's link with every peer it expects is up.
-fn all_linked(fleet: &DevFleet) {
-    let ok = eventually(Duration::from_secs(30), || {
-        (0..3)
-            .all(|i| {
-                get(&format!("{}/api/v1/node", fleet.api(i))).is_some_and(|(_, n)| {
-                    n["links"]
-                        .as_array()
-                        .is_some_and(|l| l.iter().all(|l| l["status"] == "up"))
-                })
-            })
-            .then_some(())
-    });
-    assert!(ok.is_some(), "links not all up: {}", fleet.logs());
 }
 
 #[test]

@@ -6,22 +6,10 @@
 //! fleet agree and both checks go quiet.
 
 use crate::fixture::*;
+use crate::safety_fixture::{all_linked, cmd, dev, exists, safety};
 use keyfleet::config::EngineKind;
 use serde_json::Value;
 use std::time::Duration;
-
-fn cmd(port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?.get_connection()?;
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(&mut c)
-}
-
-fn exists(port: u16, key: &str) -> bool {
-    matches!(cmd(port, &["EXISTS", key]), Ok(redis::Value::Int(1)))
-}
 
 /// `keyfleet diff --json` asked of node `i`: (exit code, the job).
 fn diff(fleet: &DevFleet, i: usize, extra: &[&str]) -> (i32, Value) {
@@ -45,7 +33,7 @@ fn differing(job: &Value) -> Vec<String> {
 }
 
 fn divergent_keys(fleet: &DevFleet, i: usize) -> u64 {
-    get(&format!("{}/api/v1/safety", fleet.api(i))).unwrap().1["divergence"]["divergent_keys"]
+    safety(fleet, i)["divergence"]["divergent_keys"]
         .as_u64()
         .unwrap()
 }
@@ -99,18 +87,7 @@ fn diff_and_the_sampler_find_what_differs_and_nothing_else() {
             cmd(ports[0], &["DEL", "back"]).unwrap();
             cmd(ports[1], &["SET", "back", "v2"]).unwrap();
             dev(&fleet, &["heal"]);
-            let linked = eventually(Duration::from_secs(30), || {
-                (0..3)
-                    .all(|i| {
-                        get(&format!("{}/api/v1/node", fleet.api(i))).is_some_and(|(_, n)| {
-                            n["links"]
-                                .as_array()
-                                .is_some_and(|l| l.iter().all(|l| l["status"] == "up"))
-                        })
-                    })
-                    .then_some(())
-            });
-            assert!(linked.is_some(), "{}", fleet.logs());
+            all_linked(&fleet);
             std::thread::sleep(Duration::from_secs(2));
             // What the engines really hold decides what must be reported.
             let holders: Vec<bool> = ports.iter().map(|p| exists(*p, "back")).collect();
@@ -172,21 +149,6 @@ fn diff_and_the_sampler_find_what_differs_and_nothing_else() {
         (0..3).all(|i| divergent_keys(&fleet, i) == 0).then_some(())
     });
     assert!(quiet.is_some(), "the sampler still reports divergent keys");
-}
-
-fn dev(fleet: &DevFleet, args: &[&str]) {
-    let out = keyfleet()
-        .arg("dev")
-        .args(args)
-        .arg("--dir")
-        .arg(fleet.dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

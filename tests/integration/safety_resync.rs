@@ -17,8 +17,8 @@ impl Drop for Killed {
 }
 
 fn full_syncs_of(fleet: &DevFleet, i: usize, peer: &str) -> u64 {
-    get(&format!("{}/api/v1/safety", fleet.api(i)))
-        .and_then(|(_, v)| v["full_syncs_by_peer"][peer].as_u64())
+    crate::safety_fixture::safety(fleet, i)["full_syncs_by_peer"][peer]
+        .as_u64()
         .unwrap_or(0)
 }
 
