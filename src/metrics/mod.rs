@@ -136,7 +136,7 @@ impl Metrics {
         }
         self.render_backup(&mut out);
         if let Some(s) = safety {
-            safety::render(&mut out, &s.figures(), s.atomic_choice().as_ref());
+            safety::render(&mut out, &s.report(), s.atomic_choice().as_ref());
         }
         out.finish()
     }

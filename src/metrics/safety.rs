@@ -3,7 +3,7 @@
 //! rules compare with (so the rules need no copy of the node's settings).
 
 use super::text::{Exposition, Family};
-use crate::safety::Figures;
+use crate::safety::Report;
 use crate::safety::atomic::Choice;
 
 const LAG: Family = Family::gauge(
@@ -84,17 +84,22 @@ const ATOMIC: Family = Family::gauge(
     "1 for the node (label target: `node` is the scrape's own) that writes which must be atomic should go to (see /api/v1/fleet), 0 for the others.",
 );
 
-pub(super) fn render(out: &mut Exposition, f: &Figures, atomic: Option<&Choice>) {
-    if !f.enabled {
+pub(super) fn render(out: &mut Exposition, r: &Report, atomic: Option<&Choice>) {
+    if !r.enabled {
         return;
     }
-    for p in &f.peers {
-        if let Some(lag) = p.lag {
+    let runs = |worker: &str| {
+        r.workers
+            .iter()
+            .any(|w| w.name == worker && w.state != "off")
+    };
+    for p in &r.peers {
+        if let Some(lag) = p.lag_seconds {
             out.sample(&LAG, &[("peer", &p.peer)], lag);
         }
     }
-    for p in &f.peers {
-        if let Some(h) = &p.histogram {
+    for p in &r.peers {
+        if let Some(h) = &p.lag_histogram {
             out.histogram(
                 &LAG_HISTOGRAM,
                 &[("peer", &p.peer)],
@@ -104,64 +109,56 @@ pub(super) fn render(out: &mut Exposition, f: &Figures, atomic: Option<&Choice>)
             );
         }
     }
-    for p in &f.peers {
-        if let Some(age) = p.age {
+    for p in &r.peers {
+        if let Some(age) = p.canary_age_seconds {
             out.sample(&AGE, &[("peer", &p.peer)], age);
         }
     }
-    out.sample(&LAG_THRESHOLD, &[], f.lag_threshold);
-    for p in &f.peers {
-        if let Some(skew) = p.skew {
+    out.sample(&LAG_THRESHOLD, &[], r.lag_threshold_seconds);
+    for p in &r.peers {
+        if let Some(skew) = p.clock_skew_seconds {
             out.sample(&SKEW, &[("peer", &p.peer)], skew);
         }
     }
-    out.sample(&SKEW_THRESHOLD, &[], f.skew_threshold);
-    if let Some(n) = f.full_syncs {
+    out.sample(&SKEW_THRESHOLD, &[], r.skew_threshold_seconds);
+    if let Some(n) = r.full_syncs {
         out.sample(&FULL_SYNCS, &[], n as f64);
     }
-    if f.workers
-        .iter()
-        .any(|(n, s, _)| *n == "resync_log" && *s != "off")
-    {
-        for p in &f.peers {
-            let n = f.full_syncs_by_peer.get(&p.peer).copied().unwrap_or(0);
+    if runs("resync_log") {
+        for p in &r.peers {
+            let n = r.full_syncs_by_peer.get(&p.peer).copied().unwrap_or(0);
             out.sample(&PEER_FULL_SYNCS, &[("peer", &p.peer)], n as f64);
         }
-        for (name, n) in &f.full_syncs_by_peer {
-            if !f.peers.iter().any(|p| &p.peer == name) {
+        for (name, n) in &r.full_syncs_by_peer {
+            if !r.peers.iter().any(|p| &p.peer == name) {
                 out.sample(&PEER_FULL_SYNCS, &[("peer", name)], *n as f64);
             }
         }
     }
-    for p in &f.peers {
+    for p in &r.peers {
         out.sample(&LINK_FLAPS, &[("peer", &p.peer)], p.link_flaps as f64);
     }
-    if let Some((tracked, untracked, resurrected)) = f.deletes {
-        out.sample(&RESURRECTED, &[], resurrected as f64);
-        out.sample(&DELETES_TRACKED, &[], tracked as f64);
-        out.sample(&DELETES_UNTRACKED, &[], untracked as f64);
+    if let Some(d) = &r.deletes {
+        out.sample(&RESURRECTED, &[], d.resurrected_total as f64);
+        out.sample(&DELETES_TRACKED, &[], d.tracked as f64);
+        out.sample(&DELETES_UNTRACKED, &[], d.untracked as f64);
     }
-    if f.workers
-        .iter()
-        .any(|(n, s, _)| *n == "divergence" && *s != "off")
-    {
-        out.sample(&DIVERGENT, &[], f.divergent as f64);
-        out.sample(&SAMPLED, &[], f.sampled as f64);
+    if runs("divergence") {
+        out.sample(&DIVERGENT, &[], r.divergence.divergent_keys as f64);
+        out.sample(&SAMPLED, &[], r.divergence.sampled_total as f64);
     }
-    out.sample(&CANARY_WRITES, &[], f.canary_writes as f64);
-    out.sample(&CANARY_KEYS, &[], f.canary_keys as f64);
-    for (name, state, _) in &f.workers {
-        let up = match *state {
+    out.sample(&CANARY_WRITES, &[], r.canary_writes as f64);
+    out.sample(&CANARY_KEYS, &[], r.canary_keys as f64);
+    for w in &r.workers {
+        let up = match w.state {
             "running" => 1.0,
             "failing" => 0.0,
             _ => continue,
         };
-        out.sample(&WORKER_UP, &[("worker", name)], up);
+        out.sample(&WORKER_UP, &[("worker", w.name)], up);
     }
-    for (name, state, failures) in &f.workers {
-        if *state != "off" {
-            out.sample(&WORKER_FAILURES, &[("worker", name)], *failures as f64);
-        }
+    for w in r.workers.iter().filter(|w| w.state != "off") {
+        out.sample(&WORKER_FAILURES, &[("worker", w.name)], w.failures as f64);
     }
     if let Some(choice) = atomic {
         for node in &choice.order {

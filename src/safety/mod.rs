@@ -15,7 +15,7 @@ mod histogram;
 mod listen;
 pub mod repair;
 mod report;
-pub use report::{DeletesReport, DivergenceReport, Figures, PeerFigures, PeerReport, Report};
+pub use report::{DeletesReport, DivergenceReport, PeerReport, Report};
 pub mod resync;
 mod skew;
 
@@ -351,8 +351,6 @@ impl Safety {
     }
 }
 
-pub use histogram::BUCKETS as LAG_BUCKETS;
-pub use histogram::Histogram as LagHistogram;
 
 /// Starts every worker; they stop when `stop` turns true.
 pub fn spawn(

@@ -30,6 +30,7 @@ impl Safety {
                     clock_skew_checked_at_unix: p.skew_at_unix,
                     clock_skew_error: p.skew_error.clone(),
                     link_flaps: p.link_flaps,
+                    lag_histogram: inbound.then(|| p.lag_histogram.clone()),
                 }
             })
             .collect();
@@ -63,50 +64,6 @@ impl Safety {
             },
             peers,
             workers: inner.workers.clone(),
-        }
-    }
-
-    /// Raw figures for the metrics renderer.
-    pub fn figures(&self) -> Figures {
-        let now = self.clock.now_us();
-        let inner = self.lock();
-        Figures {
-            enabled: self.enabled,
-            lag_threshold: self.lag_threshold,
-            skew_threshold: self.skew_threshold,
-            canary_writes: inner.canary_writes,
-            canary_keys: inner.canary_keys,
-            full_syncs: inner.full_syncs,
-            full_syncs_by_peer: inner.full_syncs_by_peer.clone(),
-            divergent: inner.sampler.divergent.len() as u64,
-            sampled: inner.sampler.sampled_total,
-            deletes: inner.deletes.as_ref().map(|d| {
-                (
-                    d.tracker.tracked.len() as u64,
-                    d.tracker.untracked,
-                    d.tracker.resurrected_total,
-                )
-            }),
-            peers: inner
-                .peers
-                .iter()
-                .map(|(name, p)| {
-                    let inbound = self.inbound.contains(name);
-                    PeerFigures {
-                        peer: name.clone(),
-                        lag: p.lag.filter(|_| inbound),
-                        histogram: inbound.then(|| p.lag_histogram.clone()),
-                        age: inbound.then(|| self.age_of(p, now)),
-                        skew: p.skew_us.map(|s| s as f64 / 1e6),
-                        link_flaps: p.link_flaps,
-                    }
-                })
-                .collect(),
-            workers: inner
-                .workers
-                .iter()
-                .map(|w| (w.name, w.state, w.failures))
-                .collect(),
         }
     }
 }
@@ -184,30 +141,7 @@ pub struct PeerReport {
     pub clock_skew_checked_at_unix: Option<f64>,
     pub clock_skew_error: Option<WorkerError>,
     pub link_flaps: u64,
-}
-
-/// What `metrics` renders.
-pub struct Figures {
-    pub enabled: bool,
-    pub lag_threshold: f64,
-    pub skew_threshold: f64,
-    pub canary_writes: u64,
-    pub canary_keys: u64,
-    pub full_syncs: Option<u64>,
-    /// (tracked, untracked, resurrected total).
-    pub deletes: Option<(u64, u64, u64)>,
-    pub full_syncs_by_peer: BTreeMap<String, u64>,
-    pub divergent: u64,
-    pub sampled: u64,
-    pub peers: Vec<PeerFigures>,
-    pub workers: Vec<(&'static str, &'static str, u64)>,
-}
-
-pub struct PeerFigures {
-    pub peer: String,
-    pub lag: Option<f64>,
-    pub histogram: Option<Histogram>,
-    pub age: Option<f64>,
-    pub skew: Option<f64>,
-    pub link_flaps: u64,
+    /// Every lag since the daemon started, for the metrics' histogram.
+    #[serde(skip)]
+    pub lag_histogram: Option<Histogram>,
 }
