@@ -351,7 +351,6 @@ impl Safety {
     }
 }
 
-
 /// Starts every worker; they stop when `stop` turns true.
 pub fn spawn(
     state: std::sync::Arc<crate::daemon::State>,
