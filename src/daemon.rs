@@ -32,6 +32,8 @@ pub struct State {
     pub access_log: Option<Arc<LogFile>>,
     /// The replication-safety checks.
     pub safety: Arc<crate::safety::Safety>,
+    /// Upgrade decisions and their record.
+    pub upgrades: crate::upgrade::Upgrades,
 }
 
 /// Log shipping as the API sees it.
@@ -137,7 +139,9 @@ pub fn main(config_path: &Path) -> u8 {
                 })
                 .collect(),
         ));
+        let upgrades = crate::upgrade::Upgrades::new(&config);
         let state = Arc::new(State {
+            upgrades,
             safety,
             engine,
             backups,
@@ -225,6 +229,10 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
         stop_rx.clone(),
     ));
     crate::safety::spawn(state.clone(), stop_rx.clone());
+    tokio::spawn(crate::upgrade::lease::renew_loop(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     tracing::info!(
         node = %state.config.node_name,
         listen = %state.config.api.listen,

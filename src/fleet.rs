@@ -197,7 +197,11 @@ pub async fn metrics_text(state: &State) -> String {
         crate::daemon::Logs::On(shipper) => Some(shipper.status()),
         _ => None,
     };
-    state
-        .metrics
-        .render_with(&status, info.as_ref(), logs.as_ref(), Some(&state.safety))
+    state.metrics.render_with(
+        &status,
+        info.as_ref(),
+        logs.as_ref(),
+        Some(&state.safety),
+        Some(&state.upgrades),
+    )
 }

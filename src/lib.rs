@@ -24,3 +24,4 @@ pub mod safety;
 pub mod schedule;
 pub mod scratch;
 pub mod status;
+pub mod upgrade;

@@ -34,6 +34,12 @@ enum Command {
     Diff(keyfleet::diff_cli::DiffArgs),
     /// Repair what the replication-safety checks found: resurrected keys.
     Repair(keyfleet::repair_cli::RepairArgs),
+    /// Rollback-able upgrades: status, approvals, confirming and rolling back, staging
+    /// a candidate into a dev fleet.
+    Upgrade(keyfleet::upgrade::cli::UpgradeArgs),
+    /// The privileged half of upgrades (root, oneshot): switches and rolls back
+    /// generations as the daemon decides.
+    UpgradeAgent(keyfleet::upgrade::agent::AgentArgs),
     /// Render configuration files.
     Render {
         #[command(subcommand)]
@@ -60,6 +66,8 @@ fn main() -> ExitCode {
         Command::Backup(args) => keyfleet::backups_cli::main(args),
         Command::Repair(args) => keyfleet::repair_cli::main(args),
         Command::Diff(args) => keyfleet::diff_cli::main(args),
+        Command::Upgrade(args) => keyfleet::upgrade::cli::main(args),
+        Command::UpgradeAgent(args) => keyfleet::upgrade::agent::main(args),
         Command::Render {
             what: RenderWhat::KeydbConf { config },
         } => match keyfleet::config::Config::load(&config) {

@@ -7,6 +7,7 @@ mod access_log;
 mod backups;
 mod logs;
 mod restores;
+mod upgrades;
 
 use crate::daemon::State;
 use crate::fleet;
@@ -66,6 +67,26 @@ pub fn router(state: Arc<State>) -> Router {
             get(restores::list).post(restores::create),
         )
         .route("/api/v1/restores/steps", post(restores::step))
+        .route("/api/v1/upgrades", get(upgrades::show))
+        .route("/api/v1/upgrades/peer", get(upgrades::peer))
+        .route("/api/v1/upgrades/preflight", get(upgrades::preflight))
+        .route("/api/v1/upgrades/plan", post(upgrades::plan))
+        .route("/api/v1/upgrades/confirm", post(upgrades::confirm))
+        .route("/api/v1/upgrades/rollback", post(upgrades::rollback))
+        .route("/api/v1/upgrades/lease", post(upgrades::lease_take))
+        .route(
+            "/api/v1/upgrades/lease/release",
+            post(upgrades::lease_give_back),
+        )
+        .route(
+            "/api/v1/upgrades/attempts/{id}/events",
+            post(upgrades::event),
+        )
+        .route(
+            "/api/v1/upgrades/attempts/{id}/gate",
+            get(upgrades::gate_check),
+        )
+        .route("/api/v1/upgrades/{id}/approve", post(upgrades::approve))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let router = Router::new()
         .route("/healthz", get(healthz))

@@ -8,6 +8,7 @@ mod logs;
 mod safety;
 mod secrets;
 pub(crate) mod units;
+mod upgrades;
 mod validate;
 
 pub use backups::{BackupCompression, BackupsConfig};
@@ -15,6 +16,7 @@ pub use logs::{Compression, LogsConfig, MIN_PART_SIZE, OnBudgetFull, RotateConfi
 pub use safety::SafetyConfig;
 pub use secrets::{S3Keys, Secrets};
 pub use units::{parse_duration, parse_size};
+pub use upgrades::{GenerationsKind, UpgradesConfig};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -106,6 +108,9 @@ pub struct Config {
     /// Replication safety checks (canary lag, clock skew); on by default.
     #[serde(default)]
     pub safety: SafetyConfig,
+    /// Rollback-able upgrades; absent means the node never upgrades on its own.
+    #[serde(default)]
+    pub upgrades: Option<UpgradesConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

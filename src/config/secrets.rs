@@ -36,30 +36,43 @@ impl std::fmt::Debug for S3Keys {
     }
 }
 
+/// One secret file's text, without its trailing newline. A relative path is looked up
+/// in systemd's `$CREDENTIALS_DIRECTORY`. `file` and `key` name it in errors.
+fn read_secret(file: &Path, key: &str, path: &Path) -> Result<String, ConfigError> {
+    let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if path.is_relative() => Path::new(&dir).join(path),
+        _ => path.to_owned(),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+        file: file.to_owned(),
+        key: key.into(),
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    let secret = text.trim_end_matches(['\n', '\r']).to_owned();
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid {
+            file: file.to_owned(),
+            key: key.into(),
+            message: format!("{} is empty", path.display()),
+        });
+    }
+    Ok(secret)
+}
+
 impl Config {
+    /// Only the API token (the upgrade agent needs no other secret).
+    pub fn read_api_token(&self, file: &Path) -> Result<Option<String>, ConfigError> {
+        self.api
+            .token_file
+            .as_deref()
+            .map(|p| read_secret(file, "api.token_file", p))
+            .transpose()
+    }
+
     /// Reads the secret files the config names. A relative path is looked up in systemd's
     /// `$CREDENTIALS_DIRECTORY`, where `LoadCredential=` puts them.
     pub fn read_secrets(&self, file: &Path) -> Result<Secrets, ConfigError> {
-        let read = |key: &str, path: &Path| -> Result<String, ConfigError> {
-            let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
-                Some(dir) if path.is_relative() => Path::new(&dir).join(path),
-                _ => path.to_owned(),
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
-                file: file.to_owned(),
-                key: key.into(),
-                message: format!("cannot read {}: {e}", path.display()),
-            })?;
-            let secret = text.trim_end_matches(['\n', '\r']).to_owned();
-            if secret.is_empty() {
-                return Err(ConfigError::Invalid {
-                    file: file.to_owned(),
-                    key: key.into(),
-                    message: format!("{} is empty", path.display()),
-                });
-            }
-            Ok(secret)
-        };
+        let read = |key: &str, path: &Path| read_secret(file, key, path);
         let optional =
             |key: &str, path: &Option<PathBuf>| path.as_deref().map(|p| read(key, p)).transpose();
         let keys = |table: &str, s3: &S3Config| -> Result<S3Keys, ConfigError> {

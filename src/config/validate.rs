@@ -145,6 +145,13 @@ impl Config {
         {
             return Err(invalid(format!("backups.{key}"), message));
         }
+        if let Some((key, message)) = self
+            .upgrades
+            .as_ref()
+            .and_then(|u| u.problem(&self.node_names()))
+        {
+            return Err(invalid(format!("upgrades.{key}"), message));
+        }
         if let Some((key, message)) = self.safety.problem(&self.node_names()) {
             return Err(invalid(format!("safety.{key}"), message));
         }

@@ -6,6 +6,7 @@
 
 mod lock;
 mod node_toml;
+mod nodes;
 pub mod proxy;
 mod ready;
 mod s3;
@@ -54,6 +55,22 @@ pub struct DevArgs {
     /// links for real and `keyfleet dev heal` restore them.
     #[arg(long)]
     pub partitionable: bool,
+    /// Once ready, stage this engine binary as an upgrade candidate (e.g. KeyDB 6.3.4
+    /// on a 6.3.3 fleet) and let the fleet roll it out; watch `keyfleet upgrade status`.
+    #[arg(long, value_name = "PATH")]
+    pub upgrade_to: Option<PathBuf>,
+    /// A maintenance window for the fleet's upgrades (repeatable), e.g.
+    /// "Sun 02:00-03:00 Asia/Kolkata" [default: always open]
+    #[arg(long, value_name = "SPEC", value_parser = parse_window)]
+    pub window: Vec<String>,
+    /// How long a new generation has to prove healthy before it is rolled back.
+    #[arg(long, default_value = "30s", value_parser = crate::config::parse_duration)]
+    pub gate_timeout: Duration,
+}
+
+fn parse_window(s: &str) -> Result<String, String> {
+    s.parse::<crate::upgrade::window::Window>()?;
+    Ok(s.to_owned())
 }
 
 /// What to do to a running partitionable dev fleet.
@@ -189,6 +206,7 @@ fn run(args: DevArgs) -> Result<(), String> {
         s3::setup(&rt, &dir, args.s3_endpoint.as_deref(), &args.s3_bucket)?
     };
     let mut children: Vec<Supervised> = Vec::new();
+    let mut node_procs: Vec<(nodes::NodeProcs, PathBuf)> = Vec::new();
     let mut fleet = Vec::new();
     for n in &nodes {
         let node_dir = dir.join(&n.name);
@@ -198,7 +216,9 @@ fn run(args: DevArgs) -> Result<(), String> {
                 .map_err(|e| format!("{}: {e}", node_dir.display()))?;
         }
         let config_path = node_dir.join("keyfleet.toml");
+        let gens_dir = node_dir.join("generations");
         let mut toml = node_toml::node_toml(n, &nodes, kind, &node_dir, mesh.as_ref());
+        toml += &node_toml::upgrades_toml(&node_dir, &gens_dir, &args.window, args.gate_timeout);
         match &store {
             Some(store) => {
                 let (top, tables) = store.node_toml(&node_dir);
@@ -214,13 +234,15 @@ fn run(args: DevArgs) -> Result<(), String> {
         std::fs::write(&config_path, &toml)
             .map_err(|e| format!("{}: {e}", config_path.display()))?;
         let config = crate::config::Config::load(&config_path).map_err(|e| e.to_string())?;
-        let conf_path = node_dir.join("engine.conf");
-        std::fs::write(&conf_path, crate::render::keydb_conf(&config))
-            .map_err(|e| format!("{}: {e}", conf_path.display()))?;
-        let engine_child = spawn(
-            Command::new(&engine).arg(&conf_path),
-            &node_dir.join("engine.log"),
-        )?;
+        // The first generation: this engine with the config rendered from the TOML;
+        // engine.conf shows the one running.
+        crate::upgrade::stage::initial(&gens_dir, &config, &engine)?;
+        let conf_link = node_dir.join("engine.conf");
+        let _ = std::fs::remove_file(&conf_link);
+        std::os::unix::fs::symlink("generations/current/engine.conf", &conf_link)
+            .map_err(|e| format!("{}: {e}", conf_link.display()))?;
+        let mut procs = nodes::NodeProcs::new(&n.name, &node_dir, &gens_dir);
+        let engine_pid = procs.start_engine()?;
         let mut daemon = Command::new(&me);
         daemon
             .args(["daemon", "--config"])
@@ -236,14 +258,10 @@ fn run(args: DevArgs) -> Result<(), String> {
             "name": n.name,
             "engine_addr": format!("127.0.0.1:{}", n.engine_port),
             "api_url": format!("http://127.0.0.1:{}", n.api_port),
-            "engine_pid": engine_child.id(),
+            "engine_pid": engine_pid,
             "daemon_pid": daemon_child.id(),
         }));
-        children.push(Supervised {
-            what: format!("{} engine", n.name),
-            child: engine_child,
-            exited: false,
-        });
+        node_procs.push((procs, config_path.clone()));
         children.push(Supervised {
             what: format!("{} daemon", n.name),
             child: daemon_child,
@@ -252,6 +270,9 @@ fn run(args: DevArgs) -> Result<(), String> {
     }
 
     ready::wait_ready(&rt, &nodes, &mut children, args.ready_timeout, &shutdown)?;
+    for (procs, config_path) in &mut node_procs {
+        procs.start_agent(&me, config_path)?;
+    }
     let mut fleet_doc = serde_json::json!({ "nodes": fleet });
     if let Some(mesh) = &mesh {
         fleet_doc["partitionable"] = true.into();
@@ -314,12 +335,30 @@ fn run(args: DevArgs) -> Result<(), String> {
             nodes.last().map_or("node1", |n| n.name.as_str())
         );
     }
+    if let Some(path) = &args.upgrade_to {
+        let candidate = crate::upgrade::stage::Candidate {
+            engine: path.clone(),
+            ..Default::default()
+        };
+        let release = crate::upgrade::stage::stage_fleet(&dir, &candidate)?;
+        let _ = writeln!(
+            summary,
+            "  upgrade: release {release} ({}) staged on every node; watch it with `{}`",
+            path.display(),
+            status.replacen("status", "upgrade status", 1)
+        );
+    }
     let _ = writeln!(summary, "  try: {status}   (Ctrl-C stops the fleet)");
     print!("{summary}");
 
     while !shutdown.load(Ordering::SeqCst) {
         if let Some(line) = mesh.as_mut().and_then(|m| m.poll(&dir)) {
             eprintln!("keyfleet dev: {line}");
+        }
+        for (procs, _) in &mut node_procs {
+            for line in procs.poll() {
+                eprintln!("keyfleet dev: {line}");
+            }
         }
         for c in children.iter_mut().filter(|c| !c.exited) {
             if let Ok(Some(status)) = c.child.try_wait() {
@@ -332,16 +371,24 @@ fn run(args: DevArgs) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let (agents, engines): (Vec<_>, Vec<_>) = node_procs
+        .into_iter()
+        .map(|(p, _)| (p.agent, p.engine))
+        .unzip();
+    let agents: Vec<Supervised> = agents.into_iter().flatten().filter(|a| !a.exited).collect();
+    let engines: Vec<Supervised> = engines
+        .into_iter()
+        .flatten()
+        .filter(|e| !e.exited)
+        .collect();
     eprintln!(
         "keyfleet dev: stopping {} processes",
-        children.iter().filter(|c| !c.exited).count()
+        children.iter().filter(|c| !c.exited).count() + agents.len() + engines.len()
     );
-    // Daemons first, so they do not report their engines' shutdown as failures; each
-    // group is signalled at once and then awaited, so stopping takes one grace period.
-    let (daemons, engines): (Vec<_>, Vec<_>) = children
-        .into_iter()
-        .partition(|c| c.what.ends_with("daemon"));
-    stop_all(daemons);
+    // Agents, then daemons, so neither reports the engines' shutdown as a failure; each
+    // group is signalled at once and then awaited, so stopping takes a grace period each.
+    stop_all(agents);
+    stop_all(children);
     stop_all(engines);
     if let Some(server) = store.as_mut().and_then(|s| s.server.take()) {
         stop_all(vec![server]);

@@ -5,6 +5,7 @@ use super::{Node, proxy};
 use crate::config::EngineKind;
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 /// Node `n`'s config. With a `mesh`, peers' engines are named at the proxies' ports.
 pub(super) fn node_toml(
@@ -30,7 +31,7 @@ pub(super) fn node_toml(
         // TOML's own quoting: a path may hold quotes, backslashes or non-ASCII.
         toml::Value::String(node_dir.join("data").display().to_string())
     );
-    t.push_str("maxmemory = \"256MiB\"\nappendonly = false\nsave = []\nserver_threads = 1\n");
+    t.push_str("maxmemory = \"256MiB\"\nappendonly = true\nsave = []\nserver_threads = 1\n");
     if kind == EngineKind::Redis {
         let _ = writeln!(t, "primary = \"{}\"", all[0].name);
     }
@@ -54,4 +55,32 @@ pub(super) fn node_toml(
         let _ = write!(t, "\n[engine.settings]\nreplica-announce-port = {port}\n");
     }
     t
+}
+
+/// The `[upgrades]` table of a dev node: generations in `gens`, the agent's journal in
+/// the node's directory, the windows given (always open by default).
+pub(super) fn upgrades_toml(
+    node_dir: &Path,
+    gens: &Path,
+    windows: &[String],
+    gate: Duration,
+) -> String {
+    let q = |p: &Path| toml::Value::String(p.display().to_string());
+    let windows: Vec<toml::Value> = if windows.is_empty() {
+        vec![toml::Value::String("always".into())]
+    } else {
+        windows
+            .iter()
+            .map(|w| toml::Value::String(w.clone()))
+            .collect()
+    };
+    format!(
+        "\n[upgrades]\ngenerations = \"dir\"\ngenerations_dir = {}\nagent_state_dir = {}\n\
+         windows = {}\ngate_timeout = \"{}ms\"\ngate_settle = \"2s\"\nlease_ttl = \"{}s\"\n",
+        q(gens),
+        q(&node_dir.join("agent")),
+        toml::Value::Array(windows),
+        gate.as_millis(),
+        gate.as_secs() * 2 + 30,
+    )
 }

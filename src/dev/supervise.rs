@@ -53,7 +53,19 @@ impl Drop for Supervised {
 }
 
 pub fn spawn(cmd: &mut Command, log: &Path) -> Result<Child, String> {
-    let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    spawn_logging(cmd, log, false)
+}
+
+/// As [`spawn`], with `append` adding to the log instead of starting it afresh (a
+/// process started again, as after an upgrade's switch).
+pub fn spawn_logging(cmd: &mut Command, log: &Path, append: bool) -> Result<Child, String> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;

@@ -9,6 +9,7 @@ mod logship;
 mod redis;
 mod safety;
 mod text;
+mod upgrade;
 
 use crate::engine::{Info, LinkStatus, NodeStatus};
 use std::sync::Mutex;
@@ -113,7 +114,7 @@ impl Metrics {
     /// The text exposition of one scrape: the `redis_*` subset from `info` (only
     /// `redis_up 0` when the engine did not answer) and keyfleet's own figures.
     pub fn render(&self, status: &NodeStatus, info: Option<&Info>) -> String {
-        self.render_with(status, info, None, None)
+        self.render_with(status, info, None, None, None)
     }
 
     /// [`render`](Self::render) plus the log shipping figures, when shipping is on, and
@@ -124,6 +125,7 @@ impl Metrics {
         info: Option<&Info>,
         logs: Option<&crate::logship::LogsStatus>,
         safety: Option<&crate::safety::Safety>,
+        upgrades: Option<&crate::upgrade::Upgrades>,
     ) -> String {
         let mut out = Exposition::with_capacity(16 * 1024);
         match info {
@@ -137,6 +139,9 @@ impl Metrics {
         self.render_backup(&mut out);
         if let Some(s) = safety {
             safety::render(&mut out, &s.report(), s.atomic_choice().as_ref());
+        }
+        if let Some(u) = upgrades {
+            upgrade::render(&mut out, u);
         }
         out.finish()
     }

@@ -31,3 +31,5 @@ mod safety_deletes;
 mod safety_divergence;
 mod safety_fixture;
 mod safety_resync;
+mod upgrade;
+mod upgrade_fixture;
