@@ -83,7 +83,12 @@
         system: name:
         lib.nixosSystem {
           modules = [
-            { nixpkgs.hostPlatform = system; }
+            {
+              nixpkgs.hostPlatform = system;
+              # The fleet-wide release name of services.keyfleet.upgrades: one rollout
+              # is one revision of this flake.
+              system.configurationRevision = self.rev or self.dirtyRev or null;
+            }
             self.nixosModules.default
             ./hosts/${name}.nix
           ];
@@ -151,6 +156,7 @@
           monitoring = vmTest ./nixos-tests/monitoring.nix;
           logs = vmTest ./nixos-tests/logs.nix;
           backups = vmTest ./nixos-tests/backups.nix;
+          upgrade = vmTest ./nixos-tests/upgrade.nix;
         }
         // lib.mapAttrs' (
           name: host: lib.nameValuePair "host-${name}" host.config.system.build.toplevel

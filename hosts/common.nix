@@ -44,6 +44,15 @@ in
       allowedSources = [ "192.168.1.30" ];
     };
 
+    # Patch upgrades of the engine go on their own on Sunday nights, India time, one node
+    # at a time; minor and major ones wait for `keyfleet upgrade approve`. A candidate is
+    # built on each node from this flake (modules/upgrades.nix).
+    upgrades = {
+      enable = true;
+      windows = [ "Sun 02:00-03:00 Asia/Kolkata" ];
+      flake = "github:example/keyfleet-fleet#${name}";
+    };
+
     # The safety checks read the user's keys as an ACL user of their own (EXISTS, DEL).
     safety.reader.passwordFile = "/run/secrets/keyfleet/safety-reader-password";
 

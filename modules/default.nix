@@ -10,5 +10,6 @@
     ./logs.nix
     ./backups.nix
     ./safety.nix
+    ./upgrades.nix
   ];
 }

@@ -63,6 +63,14 @@ let
     prometheusCredentials = config.systemd.services.prometheus.serviceConfig.LoadCredential or [ ];
     tmpfiles = config.systemd.tmpfiles.rules;
     users = lib.attrNames config.users.users;
+    upgrades = {
+      service = config.systemd.services.keyfleet-upgrade or null;
+      timer = config.systemd.timers.keyfleet-upgrade or null;
+      path = config.systemd.paths.keyfleet-upgrade or null;
+      preSwitchCheck = config.system.preSwitchChecks.keyfleet or null;
+      generation = config.environment.etc."keyfleet/generation.json".text or null;
+      configFile = config.services.keyfleet.configFile.outPath;
+    };
   };
 
   hostNames = [
@@ -105,7 +113,25 @@ let
     monitoring = vmTest ../nixos-tests/monitoring.nix;
     logs = vmTest ../nixos-tests/logs.nix;
     backups = vmTest ../nixos-tests/backups.nix;
+    upgrade = vmTest ../nixos-tests/upgrade.nix;
   };
+  # The upgrade test's candidates: node1 with each specialisation on top, as NixOS
+  # builds it (the parent's configuration extended by the specialisation's).
+  upgradeSpecialisations =
+    let
+      node = (import ../nixos-tests/upgrade.nix).nodes.node1;
+      spec = vmNode "node1" node;
+    in
+    lib.mapAttrs (
+      _: s:
+      summary (eval [
+        node
+        s.configuration
+        { networking.primaryIPAddress = addresses.node1; }
+        { _module.args.nodes = testNodeArgs; }
+        { specialisation = lib.mkOverride 0 { }; }
+      ])
+    ) spec.specialisation;
 
   # Bad configurations, each of which must fail with its own assertion.
   node1With = extra: failedAssertions (eval ([ ../hosts/node1.nix ] ++ extra));
@@ -172,7 +198,26 @@ let
       }
   // lib.mapAttrs' (name: extra: lib.nameValuePair "logs/${name}" (node1With extra)) badLogs
   // lib.mapAttrs' (name: extra: lib.nameValuePair "backups/${name}" (node1With extra)) badBackups
-  // lib.mapAttrs' (name: extra: lib.nameValuePair "safety/${name}" (node1With extra)) badSafety;
+  // lib.mapAttrs' (name: extra: lib.nameValuePair "safety/${name}" (node1With extra)) badSafety
+  // lib.mapAttrs' (name: extra: lib.nameValuePair "upgrades/${name}" (node1With extra)) badUpgrades;
+
+  # Bad upgrade settings (hosts/common.nix enables upgrades), each refused by its own
+  # assertion; `keyfleet render` must refuse the daemon's TOML of each as well.
+  badUpgrades = lib.mapAttrs (_: extra: [ { services.keyfleet.upgrades = extra; } ]) {
+    shortGate = {
+      gateTimeout = "4s";
+      gateSettle = "1s";
+    };
+    settleAsLongAsGate.gateSettle = "60s";
+    shortLease.leaseTtl = "30s";
+    partialOrder.order = [ "node1" ];
+    strangerInOrder.order = [
+      "node1"
+      "node2"
+      "node3"
+      "node9"
+    ];
+  };
 
   # Bad replication-safety settings, each refused by its own assertion; `keyfleet render`
   # must refuse the daemon's TOML of each as well.
@@ -313,6 +358,12 @@ let
       (node1Config (withBackups {
         keepWithin = "2 weeks";
       })).services.keyfleet.backups.keepWithin;
+    upgradesBadWindow =
+      (node1Config [ { services.keyfleet.upgrades.windows = lib.mkForce [ "Sundays at 2am" ]; } ])
+      .services.keyfleet.upgrades.windows;
+    upgradesBadPolicy =
+      (node1Config [ { services.keyfleet.upgrades.policy.minor = "sometimes"; } ])
+      .services.keyfleet.upgrades.policy.minor;
     logsBadDuration =
       (node1Config [ { services.keyfleet.logs.rotate.maxAge = "2 fortnights"; } ])
       .services.keyfleet.logs.rotate.maxAge;
@@ -351,9 +402,14 @@ in
           { services.keyfleet.package = pkgs.writeText "keyfleet-9.9.9" ""; }
         ]).systemd.services.keydb.serviceConfig.ExecStart;
     };
-    inherit vmTests bad;
+    inherit vmTests bad upgradeSpecialisations;
     badLogsSettings = lib.mapAttrs (_: extra: (node1Config extra).services.keyfleet.settings) badLogs;
     backups = lib.mapAttrs (_: extra: summary (node1Config extra)) goodBackups;
+    badUpgradesSettings = lib.mapAttrs (
+      _: extra: (node1Config extra).services.keyfleet.settings
+    ) badUpgrades;
+    # Without upgrades: no agent, no timer, no pre-switch check, no generation.json.
+    upgradesOff = summary (node1Config [ { services.keyfleet.upgrades.enable = lib.mkForce false; } ]);
     badSafetySettings = lib.mapAttrs (
       _: extra: (node1Config extra).services.keyfleet.settings
     ) badSafety;

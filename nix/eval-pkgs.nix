@@ -45,6 +45,7 @@ let
     stdenv.hostPlatform.system = "x86_64-linux";
     redis = drv "redis-8.2.1" {
       pname = "redis";
+      version = "8.2.1";
       serverBin = "redis-server";
       meta.mainProgram = "redis-cli";
     };
@@ -57,16 +58,19 @@ let
     };
     minio-client = drv "minio-client" { };
     zstd = drv "zstd" { };
+    gitMinimal = drv "git-minimal" { };
   };
 
   # The flake, as far as nix/nixos-module.nix reads it.
   self.packages.x86_64-linux = {
     keyfleet = drv "keyfleet-0.1.0" {
       pname = "keyfleet";
+      version = "0.1.0";
       meta.mainProgram = "keyfleet";
     };
     keydb = drv "keydb-6.3.4" {
       pname = "keydb";
+      version = "6.3.4";
       serverBin = "keydb-server";
       meta.mainProgram = "keydb-cli";
     };

@@ -69,6 +69,53 @@ rec {
         type = types.attrsOf unitOption;
         default = { };
       };
+      unitConfig = mkOption {
+        type = types.attrsOf unitOption;
+        default = { };
+      };
+      environment = mkOption {
+        type = types.attrsOf (
+          types.nullOr (
+            types.oneOf [
+              types.str
+              types.path
+              types.package
+            ]
+          )
+        );
+        default = { };
+      };
+      path = mkOption {
+        type = types.listOf (
+          types.oneOf [
+            types.package
+            types.str
+          ]
+        );
+        default = [ ];
+      };
+      restartIfChanged = mkOption {
+        type = types.bool;
+        default = true;
+      };
+      stopIfChanged = mkOption {
+        type = types.bool;
+        default = true;
+      };
+    };
+  };
+
+  # systemd.timers.<name> and systemd.paths.<name>, as far as the modules set them.
+  unitModule = extra: {
+    options = {
+      wantedBy = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+      };
+      ${extra} = mkOption {
+        type = types.attrsOf unitOption;
+        default = { };
+      };
     };
   };
 
@@ -194,6 +241,66 @@ rec {
           type = types.attrsOf (types.submodule serviceModule);
           default = { };
         };
+        systemd.timers = mkOption {
+          type = types.attrsOf (types.submodule (unitModule "timerConfig"));
+          default = { };
+        };
+        systemd.paths = mkOption {
+          type = types.attrsOf (types.submodule (unitModule "pathConfig"));
+          default = { };
+        };
+        systemd.package = mkOption {
+          type = types.package;
+          default = {
+            type = "derivation";
+            name = "systemd";
+            outPath = "/nix/store/00000000000000000000000000000000-systemd";
+          };
+        };
+        # nixos/modules/system/activation/specialisation.nix (each one is evaluated on
+        # its own by nix/eval-modules.nix).
+        specialisation = mkOption {
+          type = types.attrsOf (
+            types.submodule {
+              options.configuration = mkOption {
+                type = types.deferredModule;
+                default = { };
+              };
+            }
+          );
+          default = { };
+        };
+        # nixos/modules/system/activation/switchable-system.nix and top-level.nix.
+        system.preSwitchChecks = mkOption {
+          type = types.attrsOf types.str;
+          default = { };
+        };
+        system.configurationRevision = mkOption {
+          type = types.nullOr types.str;
+          default = null;
+        };
+        system.build = mkOption {
+          type = types.submodule { freeformType = types.lazyAttrsOf types.unspecified; };
+          default = { };
+        };
+        # nixos/modules/config/nix.nix
+        nix.package = mkOption {
+          type = types.package;
+          default = {
+            type = "derivation";
+            name = "nix";
+            out = {
+              type = "derivation";
+              name = "nix";
+              outPath = "/nix/store/00000000000000000000000000000000-nix";
+            };
+            outPath = "/nix/store/00000000000000000000000000000000-nix";
+          };
+        };
+        nix.envVars = mkOption {
+          type = types.attrs;
+          default = { };
+        };
         # nixos/modules/system/boot/systemd/tmpfiles.nix
         systemd.tmpfiles.rules = mkOption {
           type = types.listOf types.str;
@@ -273,6 +380,12 @@ rec {
             default = { };
           };
         };
+      };
+      # What nixos/modules/installer/tools/tools.nix provides.
+      config.system.build.nixos-rebuild = {
+        type = "derivation";
+        name = "nixos-rebuild";
+        outPath = "/nix/store/00000000000000000000000000000000-nixos-rebuild";
       };
     };
 }

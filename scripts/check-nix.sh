@@ -95,7 +95,9 @@ else
     "logsBadSize:not of type \`unsigned integer, meaning >=0, or size (" \
     "logsBadDuration:not of type \`unsigned integer, meaning >=0, or duration (" \
     "backupsStorePathKey:not of type \`absolute path not in the Nix store'" \
-    "backupsBadDuration:not of type \`null or unsigned integer, meaning >=0, or duration ("; do
+    "backupsBadDuration:not of type \`null or unsigned integer, meaning >=0, or duration (" \
+    "upgradesBadWindow:is not of type \`maintenance window (" \
+    "upgradesBadPolicy:not of type \`one of \"auto\", \"approve\", \"deny\"'"; do
     name=${case%%:*}
     expected=${case#*:}
     if evaluate -A "refused.$name" > /dev/null 2> "$work/err"; then

@@ -252,6 +252,34 @@ def check_backups(label, node):
         print(f"{label}: backups on: [backups] to {store}; {DATA_DIR} 0750 keydb, engine UMask 0027")
 
 
+def check_upgrades(label, node):
+    """The agent's units and the pre-switch check, as hosts/common.nix turns them on."""
+    u = node["upgrades"]
+    svc = u["service"]
+    start = svc["serviceConfig"]["ExecStart"]
+    want = f"upgrade-agent --config {u['configFile']} --token-file api-token"
+    if not start.endswith(want):
+        problems.append(f"{label}: keyfleet-upgrade ExecStart is {start!r}, not ...{want!r}")
+    if svc["serviceConfig"].get("Type") != "oneshot" or svc["restartIfChanged"] or svc["stopIfChanged"]:
+        problems.append(f"{label}: keyfleet-upgrade must be a oneshot the switch never stops: {svc}")
+    if svc["serviceConfig"].get("User"):
+        problems.append(f"{label}: keyfleet-upgrade must run as root (it switches the system)")
+    if svc["serviceConfig"].get("LoadCredential") != ["api-token:/run/secrets/keyfleet/api-token"]:
+        problems.append(f"{label}: keyfleet-upgrade credentials: {svc['serviceConfig'].get('LoadCredential')}")
+    if u["timer"]["wantedBy"] != ["timers.target"] or "OnUnitActiveSec" not in u["timer"]["timerConfig"]:
+        problems.append(f"{label}: keyfleet-upgrade timer: {u['timer']}")
+    if u["path"]["pathConfig"].get("PathModified") != "/var/lib/keyfleet/upgrade-request":
+        problems.append(f"{label}: keyfleet-upgrade path unit: {u['path']}")
+    check = u["preSwitchCheck"] or ""
+    if "upgrade check-switch" not in check or "--token-file /run/secrets/keyfleet/api-token" not in check:
+        problems.append(f"{label}: preSwitchChecks.keyfleet: {check!r}")
+    gen = json.loads(u["generation"])
+    if (gen["engine"], gen["engine_version"]) != ("keydb", "6.3.4") or not gen["release"]:
+        problems.append(f"{label}: generation.json: {gen}")
+    # The daemon's TOML of the host parses as the agent reads it.
+    print(f"{label}: upgrade agent, timer, path unit, pre-switch check and generation.json")
+
+
 def check_node(label, node):
     same_engine_config(label, node)
     check_daemon_unit(label, node)
@@ -273,6 +301,13 @@ for name, host in sorted(checks["hosts"].items()):
     else:
         print(f"host {name}: settings equal examples/hosts/{name}.toml")
     check_node(f"host {name}", host)
+    check_upgrades(f"host {name}", host)
+
+off = checks["upgradesOff"]["upgrades"]
+if any(off[k] is not None for k in ("service", "timer", "path", "preSwitchCheck", "generation")):
+    problems.append(f"without upgrades something is still set: {off}")
+if "upgrades" in checks["upgradesOff"]["settings"]:
+    problems.append("without upgrades the daemon's TOML still has [upgrades]")
 
 check_node("host node1 without logs", checks["logsOff"])
 
@@ -318,13 +353,37 @@ for name, node in sorted(checks["vmTests"]["backups"].items()):
     if "settings" in node and "restore_user" not in node["settings"].get("backups", {}):
         problems.append(f"VM test backups node {name} has no restore user")
 
+specs = checks["upgradeSpecialisations"]
+for name, node in sorted(specs.items()):
+    if node["failedAssertions"]:
+        problems.append(f"VM test upgrade specialisation {name}: assertions failed: {node['failedAssertions']}")
+gens = {name: json.loads(node["upgrades"]["generation"]) for name, node in specs.items()}
+base = json.loads(checks["vmTests"]["upgrade"]["node1"]["upgrades"]["generation"])
+if (base["release"], gens["candidate"]["release"], gens["broken"]["release"]) != ("base", "hz20", "broken"):
+    problems.append(f"VM test upgrade: releases {base}, {gens}")
+if "\nhz 20\n" not in specs["candidate"]["engineConf"]:
+    problems.append("VM test upgrade: the candidate does not set hz 20")
+if "\nno-such-directive yes\n" not in specs["broken"]["engineConf"]:
+    problems.append("VM test upgrade: the broken candidate has no directive KeyDB refuses")
+# The agent's unit changes with the daemon's TOML; the switch it runs must not stop it.
+for name, node in specs.items():
+    svc = node["upgrades"]["service"]
+    if svc["restartIfChanged"] or svc["stopIfChanged"]:
+        problems.append(f"VM test upgrade {name}: switching to it would stop the agent that switches")
+print("VM test upgrade: candidate and broken specialisations evaluate, with their releases and engine configs")
+
 for case, messages in sorted(checks["bad"].items()):
     if len(messages) != 1:
         problems.append(f"bad configuration {case}: expected one failed assertion, got {messages}")
     else:
         print(f"bad configuration {case}: refused ({messages[0]})")
 
-for kind, key in (("log", "badLogsSettings"), ("backup", "badBackupsSettings"), ("safety", "badSafetySettings")):
+for kind, key in (
+    ("log", "badLogsSettings"),
+    ("backup", "badBackupsSettings"),
+    ("safety", "badSafetySettings"),
+    ("upgrade", "badUpgradesSettings"),
+):
     render_refuses(kind, checks[key], write_toml, problems)
 
 fw = checks["firewall"]

@@ -37,6 +37,13 @@ EXPECTED = {
         "partialOrder": "`safety.atomic_writes_order`",
         "strangerInOrder": "`safety.atomic_writes_order[3]`",
     },
+    "upgrade": {
+        "shortGate": "`upgrades.gate_timeout`",
+        "settleAsLongAsGate": "`upgrades.gate_settle`",
+        "shortLease": "`upgrades.lease_ttl`",
+        "partialOrder": "`upgrades.order`",
+        "strangerInOrder": "`upgrades.order[3]`",
+    },
 }
 
 

@@ -360,3 +360,6 @@ fn bad_backup_settings_are_named() {
 
 #[path = "safety_tests.rs"]
 mod safety;
+
+#[path = "upgrades_tests.rs"]
+mod upgrades_tests;

@@ -24,6 +24,10 @@ pub struct AgentArgs {
     /// timer this way); without it, run once.
     #[arg(long, value_parser = crate::config::parse_duration)]
     pub every: Option<Duration>,
+    /// The API token, instead of the config's `api.token_file` (a relative path is
+    /// looked up in `$CREDENTIALS_DIRECTORY`, where the agent's unit puts it).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 pub fn main(args: AgentArgs) -> u8 {
@@ -34,6 +38,10 @@ pub fn main(args: AgentArgs) -> u8 {
             return 2;
         }
     };
+    let mut config = config;
+    if let Some(f) = &args.token_file {
+        config.api.token_file = Some(f.clone());
+    }
     let token = match config.read_api_token(&args.config) {
         Ok(t) => t,
         Err(e) => {

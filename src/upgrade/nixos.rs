@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const PROFILE: &str = "/nix/var/nix/profiles/system";
+/// What runs.
+const CURRENT: &str = "/run/current-system";
 
 pub struct Nixos {
     flake: Option<String>,
@@ -69,13 +71,31 @@ fn run(cmd: &mut Command) -> Result<String, String> {
     ))
 }
 
+impl Nixos {
+    /// The store path of a generation id: a profile link name or a store path.
+    fn store_path(&self, id: &str) -> Result<PathBuf, String> {
+        match Self::number(id) {
+            Some(_) => std::fs::canonicalize(self.profile_dir().join(id))
+                .map_err(|e| format!("{id}: {e}")),
+            None => Ok(PathBuf::from(id)),
+        }
+    }
+}
+
 impl Generations for Nixos {
+    /// What runs is /run/current-system; its id is the profile's generation when the
+    /// profile points at it (a system booted without one, as a test VM, has none yet).
     fn current(&self) -> Result<Generation, String> {
-        let link = std::fs::read_link(&self.profile)
-            .map_err(|e| format!("{}: {e}", self.profile.display()))?;
-        let path = std::fs::canonicalize(&self.profile)
-            .map_err(|e| format!("{}: {e}", self.profile.display()))?;
-        self.at(&path, link.to_string_lossy().into_owned())
+        let running = std::fs::canonicalize(CURRENT)
+            .map_err(|e| format!("{CURRENT}: {e}"))?;
+        let id = match (
+            std::fs::read_link(&self.profile),
+            std::fs::canonicalize(&self.profile),
+        ) {
+            (Ok(link), Ok(target)) if target == running => link.to_string_lossy().into_owned(),
+            _ => running.display().to_string(),
+        };
+        self.at(&running, id)
     }
 
     fn candidate(&self) -> Result<Option<Generation>, String> {
@@ -109,8 +129,7 @@ impl Generations for Nixos {
             .max();
         match best {
             Some((_, name)) => {
-                let path =
-                    std::fs::canonicalize(dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+                let path = self.store_path(&name)?;
                 self.at(&path, name).map(Some)
             }
             None => Ok(None),
@@ -118,12 +137,7 @@ impl Generations for Nixos {
     }
 
     fn switch(&self, to: &Generation) -> Result<Generation, String> {
-        let store = match Self::number(&to.id) {
-            // A numbered generation (a requested rollback): its store path.
-            Some(_) => std::fs::canonicalize(self.profile_dir().join(&to.id))
-                .map_err(|e| format!("{}: {e}", to.id))?,
-            None => PathBuf::from(&to.id),
-        };
+        let store = self.store_path(&to.id)?;
         run(Command::new("nix-env")
             .arg("-p")
             .arg(&self.profile)
@@ -135,15 +149,22 @@ impl Generations for Nixos {
 
     fn rollback(&self, failed: &Generation, to: &Generation) -> Result<(), String> {
         // `--switch-generation N` is `--rollback` made exact: the generation the
-        // attempt started from, even if another was added meanwhile.
-        let n = Self::number(&to.id)
-            .ok_or_else(|| format!("`{}` is not a system generation", to.id))?;
-        run(Command::new("nix-env")
-            .arg("-p")
-            .arg(&self.profile)
-            .args(["--switch-generation", &n.to_string()]))?;
-        run(Command::new(self.profile.join("bin/switch-to-configuration")).arg("switch"))?;
-        if let Some(bad) = Self::number(&failed.id).filter(|b| *b != n) {
+        // attempt started from, even if another was added meanwhile. A system that ran
+        // outside the profile is set again.
+        match Self::number(&to.id) {
+            Some(n) => run(Command::new("nix-env")
+                .arg("-p")
+                .arg(&self.profile)
+                .args(["--switch-generation", &n.to_string()]))?,
+            None => run(Command::new("nix-env")
+                .arg("-p")
+                .arg(&self.profile)
+                .arg("--set")
+                .arg(&to.id))?,
+        };
+        let store = self.store_path(&to.id)?;
+        run(Command::new(store.join("bin/switch-to-configuration")).arg("switch"))?;
+        if let Some(bad) = Self::number(&failed.id).filter(|b| Some(*b) != Self::number(&to.id)) {
             run(Command::new("nix-env")
                 .arg("-p")
                 .arg(&self.profile)

@@ -35,24 +35,6 @@ fn inbound(kind: EngineKind) -> Vec<(usize, &'static str)> {
     }
 }
 
-/// `value` has every field the OpenAPI schema `name` requires, and no other.
-fn assert_matches_schema(api: &str, name: &str, value: &Value) {
-    let (_, doc) = get(&format!("{api}/api/v1/openapi.json")).unwrap();
-    let schema = &doc["components"]["schemas"][name];
-    for field in schema["required"].as_array().unwrap() {
-        assert!(
-            value.get(field.as_str().unwrap()).is_some(),
-            "{name}: `{field}` missing from {value}"
-        );
-    }
-    for key in value.as_object().unwrap().keys() {
-        assert!(
-            schema["properties"].get(key).is_some(),
-            "`{key}` is not in the OpenAPI {name} schema"
-        );
-    }
-}
-
 #[test]
 fn canary_lag_staleness_and_partitions() {
     let Some((_, kind)) = engine() else {
