@@ -75,8 +75,9 @@ impl Nixos {
     /// The store path of a generation id: a profile link name or a store path.
     fn store_path(&self, id: &str) -> Result<PathBuf, String> {
         match Self::number(id) {
-            Some(_) => std::fs::canonicalize(self.profile_dir().join(id))
-                .map_err(|e| format!("{id}: {e}")),
+            Some(_) => {
+                std::fs::canonicalize(self.profile_dir().join(id)).map_err(|e| format!("{id}: {e}"))
+            }
             None => Ok(PathBuf::from(id)),
         }
     }
@@ -86,8 +87,7 @@ impl Generations for Nixos {
     /// What runs is /run/current-system; its id is the profile's generation when the
     /// profile points at it (a system booted without one, as a test VM, has none yet).
     fn current(&self) -> Result<Generation, String> {
-        let running = std::fs::canonicalize(CURRENT)
-            .map_err(|e| format!("{CURRENT}: {e}"))?;
+        let running = std::fs::canonicalize(CURRENT).map_err(|e| format!("{CURRENT}: {e}"))?;
         let id = match (
             std::fs::read_link(&self.profile),
             std::fs::canonicalize(&self.profile),

@@ -188,12 +188,14 @@ fn the_agents_journal_survives_a_restart_and_says_when_it_is_corrupt() {
 #[test]
 fn the_record_keeps_the_newest_attempts_and_a_lease_expires() {
     use super::record::*;
-    let mut r = Record::default();
-    r.lease = Some(Lease {
-        holder: "n2".into(),
-        release: "r".into(),
-        expires_at_unix: 100,
-    });
+    let mut r = Record {
+        lease: Some(Lease {
+            holder: "n2".into(),
+            release: "r".into(),
+            expires_at_unix: 100,
+        }),
+        ..Default::default()
+    };
     assert!(r.live_lease(99).is_some());
     assert!(r.live_lease(100).is_none());
     let a = |i: usize, phase| Attempt {
