@@ -6,7 +6,7 @@ use super::ApiError;
 use crate::daemon::State;
 use crate::upgrade::plan::PlanError;
 use crate::upgrade::wire::{ApproveRequest, Event, LeaseRelease, LeaseRequest, PlanRequest};
-use crate::upgrade::{gate, lease, ops, plan, status};
+use crate::upgrade::{events, gate, lease, ops, plan, status};
 use axum::Json;
 use axum::extract::{Path, Query, State as Ax};
 use axum::http::StatusCode;
@@ -38,12 +38,7 @@ fn body<T: serde::de::DeserializeOwned>(
 
 /// A release or attempt id: letters, digits, `.`, `_`, `-`, `+`, at most 128.
 fn valid_id(id: &str, code: &'static str) -> Result<(), ApiError> {
-    if !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
-    {
+    if crate::upgrade::record::valid_id(id) {
         return Ok(());
     }
     Err(ApiError {
@@ -109,7 +104,7 @@ pub(super) async fn event(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    match plan::event(&state, &id, ev).await {
+    match events::event(&state, &id, ev).await {
         Ok(a) => Json(a).into_response(),
         Err(e) => answer(e).into_response(),
     }

@@ -10,6 +10,7 @@ mod nodes;
 pub mod proxy;
 mod ready;
 mod s3;
+mod signals;
 pub(crate) mod supervise;
 
 use crate::config::EngineKind;
@@ -17,8 +18,7 @@ use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use supervise::{Supervised, spawn, stop_all};
 
@@ -199,7 +199,7 @@ fn run(args: DevArgs) -> Result<(), String> {
         None
     };
 
-    let (rt, shutdown) = runtime_with_shutdown_flag()?;
+    let (rt, shutdown) = signals::runtime_with_shutdown_flag()?;
     let mut store = if args.no_s3 {
         None
     } else {
@@ -410,51 +410,5 @@ fn shell_word(s: &str) -> String {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// One small runtime for `dev`'s requests, and the shutdown flag the supervision loop
-/// polls: SIGINT and SIGTERM set it, from a thread of their own, because a
-/// current-thread runtime only runs its tasks inside `block_on`.
-fn runtime_with_shutdown_flag() -> Result<(tokio::runtime::Runtime, Arc<AtomicBool>), String> {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start a runtime: {e}"))
-    };
-    let rt = runtime()?;
-    let signals = runtime()?;
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    let (handlers_tx, handlers_rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("dev-signals".into())
-        .spawn(move || {
-            use tokio::signal::unix::{SignalKind, signal};
-            signals.block_on(async move {
-                let (mut int, mut term) = match (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) {
-                    (Ok(i), Ok(t)) => (i, t),
-                    (Err(e), _) | (_, Err(e)) => {
-                        let _ = handlers_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = handlers_tx.send(Ok(()));
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-                set.store(true, Ordering::SeqCst);
-            })
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    match handlers_rx.recv() {
-        Ok(Ok(())) => Ok((rt, flag)),
-        Ok(Err(e)) => Err(format!("cannot handle SIGINT/SIGTERM: {e}")),
-        Err(_) => Err("the signal thread ended before handling SIGINT/SIGTERM".into()),
     }
 }

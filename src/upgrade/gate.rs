@@ -44,8 +44,9 @@ pub async fn evaluate(state: &State, attempt: &Attempt, since_unix: f64) -> Gate
         ),
     ));
     let version = node.version.clone().unwrap_or_default();
-    let same = policy::parse_version(&version).is_some()
-        && policy::parse_version(&version) == policy::parse_version(&expect.engine_version)
+    let running = policy::parse_version(&version);
+    let same = running.is_some()
+        && running == policy::parse_version(&expect.engine_version)
         && node.engine == expect.engine;
     checks.push(check(
         "engine_version",

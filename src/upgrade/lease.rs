@@ -196,7 +196,7 @@ fn ttl(state: &State) -> u64 {
 }
 
 /// POSTs `body` to a peer's `/api/v1/upgrades/{path}`; Err says who refused and why.
-async fn ask_peer<T: Serialize>(
+pub(super) async fn ask_peer<T: Serialize>(
     state: &State,
     peer: &Peer,
     path: &str,

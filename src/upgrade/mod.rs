@@ -6,7 +6,9 @@
 //! implementation (`generations`). The daemon never switches anything itself.
 
 pub mod agent;
+mod attempt;
 pub mod cli;
+pub mod events;
 pub mod gate;
 pub mod generations;
 mod journal;
@@ -44,13 +46,13 @@ pub struct Upgrades {
 #[derive(Debug)]
 pub struct SaveError(pub String);
 
-pub fn now_unix() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
+pub use crate::logship::now_unix;
 
 impl Upgrades {
     pub fn new(config: &Config) -> Upgrades {
         let path = config.state_dir.join("upgrades.json");
+        // Made once here; a failure shows at the first write, with its path.
+        let _ = std::fs::create_dir_all(&config.state_dir);
         let (record, load_error) = match crate::logship::journal::load_json::<Record>(&path) {
             Ok(r) => (r, None),
             Err(e) => {
@@ -92,9 +94,6 @@ impl Upgrades {
         let before = rec.clone();
         let out = f(&mut rec);
         rec.trim();
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
         match crate::logship::journal::save_json(&*rec, &self.path) {
             Ok(()) => Ok(out),
             Err(e) => {

@@ -23,21 +23,15 @@ pub async fn approve_fleet(
         }
     }];
     if fleet {
-        let body = serde_json::to_vec(&json!({"now": now})).expect("json");
+        let body = json!({"now": now});
+        let path = format!("{release}/approve");
         let asks = state.config.peers.iter().map(|p| {
-            let url = format!("{}/api/v1/upgrades/{release}/approve", p.api_url());
-            let body = body.clone().into();
+            let (body, path) = (&body, &path);
             async move {
-                let call = crate::http_client::post_json(&url, state.token.as_deref(), body, &[]);
-                let r = tokio::time::timeout(state.config.fleet.peer_timeout * 3, call).await;
-                match r {
-                    Ok(Ok(resp)) if resp.status == 200 => json!({"node": p.name, "approved": true}),
-                    Ok(Ok(resp)) => {
-                        let v: Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-                        json!({"node": p.name, "approved": false, "error": v["error"]})
-                    }
-                    Ok(Err(e)) => json!({"node": p.name, "approved": false, "error": {"code": "peer_unreachable", "message": crate::http_client::error_chain(&e)}}),
-                    Err(_) => json!({"node": p.name, "approved": false, "error": {"code": "peer_timeout", "message": format!("{url}: no answer")}}),
+                match super::lease::ask_peer(state, p, path, body).await {
+                    Ok(()) => json!({"node": p.name, "approved": true}),
+                    Err(message) => json!({"node": p.name, "approved": false,
+                        "error": {"code": "peer_refused", "message": message}}),
                 }
             }
         });

@@ -5,9 +5,9 @@
 //! switches unrecorded. Also the steps the agent reports, approvals, confirmations and
 //! rollback requests.
 
-use super::policy::{self, Class, GenerationMeta, Verdict};
-use super::record::{Attempt, Failed, Outcome, Pending, Phase, Record};
-use super::wire::{Decision, Event, PlanAnswer, PlanRequest, Step};
+use super::policy::{self, Class, Verdict};
+use super::record::{Attempt, Pending, Phase};
+use super::wire::{Decision, PlanAnswer, PlanRequest};
 use super::{SaveError, lease, now_unix, window};
 use crate::daemon::State;
 
@@ -67,8 +67,8 @@ pub async fn plan(state: &State, req: PlanRequest) -> Result<PlanAnswer, PlanErr
     if let Some(from) = &req.manual_from {
         let requested = rec.rollback_requested.is_some();
         let class = policy::classify(from, &req.current).unwrap_or(Class::EngineUnchanged);
-        let attempt = new_attempt(
-            &rec,
+        let attempt = Attempt::new(
+            rec.next_id + 1,
             &req.current,
             from,
             class,
@@ -209,8 +209,8 @@ pub async fn plan(state: &State, req: PlanRequest) -> Result<PlanAnswer, PlanErr
         let reason = format!("the fleet's upgrade lease is not free: {reason}");
         return Ok(answer(Decision::Wait, wait("fleet", class, reason)?, None));
     }
-    let mut attempt = new_attempt(
-        &rec,
+    let mut attempt = Attempt::new(
+        rec.next_id + 1,
         cand,
         &req.current,
         class,
@@ -241,42 +241,6 @@ pub async fn plan(state: &State, req: PlanRequest) -> Result<PlanAnswer, PlanErr
         attempt.decision.clone(),
         Some(attempt),
     ))
-}
-
-fn new_attempt(
-    rec: &Record,
-    to: &GenerationMeta,
-    from: &GenerationMeta,
-    class: Class,
-    kind: &str,
-    decision: String,
-    divergent: u64,
-) -> Attempt {
-    let now = now_unix();
-    let stamp = jiff::Timestamp::from_second(now)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .strftime("%Y%m%dT%H%M%SZ");
-    Attempt {
-        id: format!("{stamp}-{}", rec.next_id + 1),
-        release: to.release.clone(),
-        from: from.clone(),
-        to: to.clone(),
-        class,
-        kind: kind.to_owned(),
-        decision,
-        phase: Phase::Switching,
-        started_at_unix: now,
-        switched_at_unix: None,
-        gate: None,
-        rollback_reason: None,
-        rolled_back_at_unix: None,
-        rollback_gate: None,
-        outcome: None,
-        finished_at_unix: None,
-        divergent_keys_at_start: divergent,
-        events_applied: 0,
-        backup_id: None,
-    }
 }
 
 /// Ok when the fleet lets this node start `release`; Err((deny, why)) otherwise.
@@ -356,120 +320,4 @@ async fn backup_first(state: &State, class: Class) -> Result<Option<String>, Str
             "the backup before the upgrade ({id}) left no result"
         )),
     }
-}
-
-/// Applies one step the agent reports; returns the attempt as it now stands.
-pub async fn event(state: &State, id: &str, ev: Event) -> Result<Attempt, PlanError> {
-    let up = &state.upgrades;
-    up.config.as_ref().ok_or_else(disabled)?;
-    let now = now_unix();
-    let node = state.config.node_name.clone();
-    let result = up.update(|r| -> Result<(Attempt, bool), PlanError> {
-        let confirmed = r.confirmed.clone();
-        let Some(a) = r.attempt_mut(id) else {
-            return Err(PlanError {
-                status: 404,
-                code: "upgrade_attempt_not_found",
-                message: format!("no upgrade attempt {id} on this node"),
-            });
-        };
-        if ev.seq <= a.events_applied {
-            return Ok((a.clone(), false));
-        }
-        if ev.seq != a.events_applied + 1 {
-            return Err(PlanError {
-                status: 409,
-                code: "upgrade_event_out_of_order",
-                message: format!(
-                    "attempt {id} has applied {} events; event {} cannot come next",
-                    a.events_applied, ev.seq
-                ),
-            });
-        }
-        let mut failed = None;
-        match &ev.step {
-            Step::Switched { at_unix } => {
-                a.phase = Phase::Gate;
-                a.switched_at_unix = Some(*at_unix);
-            }
-            Step::SwitchFailed { message } => {
-                a.phase = Phase::RollingBack;
-                a.rollback_reason = Some(format!("the switch failed: {message}"));
-                failed = Some(vec![message.clone()]);
-            }
-            Step::GatePassed { gate } => {
-                a.gate = Some(gate.clone());
-                a.phase = Phase::Done;
-                a.outcome = Some(Outcome::Succeeded);
-            }
-            Step::GateFailed { gate } => {
-                a.gate = Some(gate.clone());
-                if a.kind == "manual" && confirmed.as_deref() == Some(a.release.as_str()) {
-                    a.phase = Phase::Done;
-                    a.outcome = Some(Outcome::Confirmed);
-                } else if a.kind == "requested_rollback" {
-                    a.phase = Phase::Done;
-                    a.outcome = Some(Outcome::RollbackUnhealthy);
-                } else {
-                    a.phase = Phase::RollingBack;
-                    a.rollback_reason = Some(format!(
-                        "the gate failed after {:.1} s: {}",
-                        gate.seconds,
-                        gate.reasons.join("; ")
-                    ));
-                    failed = Some(gate.reasons.clone());
-                }
-            }
-            Step::RolledBack { at_unix } => {
-                a.phase = Phase::RollbackGate;
-                a.rolled_back_at_unix = Some(*at_unix);
-            }
-            Step::RollbackGate { gate } => {
-                a.rollback_gate = Some(gate.clone());
-                a.phase = Phase::Done;
-                a.outcome = Some(if gate.passed {
-                    Outcome::RolledBack
-                } else {
-                    Outcome::RollbackUnhealthy
-                });
-            }
-            Step::Aborted { .. } => {
-                a.phase = Phase::Done;
-                a.outcome = Some(Outcome::Aborted);
-            }
-        }
-        a.events_applied = ev.seq;
-        if a.phase == Phase::Done {
-            a.finished_at_unix = Some(now);
-        }
-        let out = a.clone();
-        if let Some(reasons) = failed {
-            r.rollbacks_total += 1;
-            if r.failed_release(&out.release).is_none() {
-                r.failed.push(Failed {
-                    release: out.release.clone(),
-                    node: node.clone(),
-                    at_unix: now,
-                    reasons,
-                });
-            }
-        }
-        if let Some(o) = out.outcome.filter(|_| out.phase == Phase::Done) {
-            *r.outcomes_total.entry(o.as_str().to_owned()).or_default() += 1;
-        }
-        if out.outcome == Some(Outcome::Succeeded) {
-            r.current = Some(out.to.clone());
-        }
-        Ok((out.clone(), out.phase == Phase::Done))
-    })?;
-    let (attempt, done) = result?;
-    if done {
-        tracing::info!(
-            attempt = %attempt.id,
-            outcome = attempt.outcome.map_or("?", |o| o.as_str()),
-            "upgrade attempt finished"
-        );
-        lease::give_back(state).await;
-    }
-    Ok(attempt)
 }

@@ -112,6 +112,55 @@ pub struct Attempt {
     pub backup_id: Option<String>,
 }
 
+impl Attempt {
+    /// A new attempt from `from` to `to`, started now, numbered `n` on this node.
+    pub fn new(
+        n: u64,
+        to: &GenerationMeta,
+        from: &GenerationMeta,
+        class: Class,
+        kind: &str,
+        decision: String,
+        divergent_keys_at_start: u64,
+    ) -> Attempt {
+        let now = super::now_unix();
+        let stamp = jiff::Timestamp::from_second(now)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .strftime("%Y%m%dT%H%M%SZ");
+        Attempt {
+            id: format!("{stamp}-{n}"),
+            release: to.release.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            class,
+            kind: kind.to_owned(),
+            decision,
+            phase: Phase::Switching,
+            started_at_unix: now,
+            switched_at_unix: None,
+            gate: None,
+            rollback_reason: None,
+            rolled_back_at_unix: None,
+            rollback_gate: None,
+            outcome: None,
+            finished_at_unix: None,
+            divergent_keys_at_start,
+            events_applied: 0,
+            backup_id: None,
+        }
+    }
+}
+
+/// A release or attempt id as the API takes it: letters, digits, `.`, `_`, `-`, `+`,
+/// at most 128.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+}
+
 /// A lease this node granted (to a peer or to itself): while it holds, no other node
 /// may start an upgrade.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

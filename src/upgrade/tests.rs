@@ -198,36 +198,24 @@ fn the_record_keeps_the_newest_attempts_and_a_lease_expires() {
     };
     assert!(r.live_lease(99).is_some());
     assert!(r.live_lease(100).is_none());
+    let meta = |release: &str| super::policy::GenerationMeta {
+        release: release.into(),
+        engine: "redis".into(),
+        engine_version: "7.0.15".into(),
+        keyfleet_version: None,
+    };
     let a = |i: usize, phase| Attempt {
         id: format!("a-{i}"),
-        release: "r".into(),
-        from: super::policy::GenerationMeta {
-            release: "x".into(),
-            engine: "redis".into(),
-            engine_version: "7.0.15".into(),
-            keyfleet_version: None,
-        },
-        to: super::policy::GenerationMeta {
-            release: "r".into(),
-            engine: "redis".into(),
-            engine_version: "7.0.15".into(),
-            keyfleet_version: None,
-        },
-        class: super::policy::Class::EngineUnchanged,
-        kind: "planned".into(),
-        decision: "test".into(),
         phase,
-        started_at_unix: 0,
-        switched_at_unix: None,
-        gate: None,
-        rollback_reason: None,
-        rolled_back_at_unix: None,
-        rollback_gate: None,
-        outcome: None,
-        finished_at_unix: None,
-        divergent_keys_at_start: 0,
-        events_applied: 0,
-        backup_id: None,
+        ..Attempt::new(
+            i as u64,
+            &meta("r"),
+            &meta("x"),
+            super::policy::Class::EngineUnchanged,
+            "planned",
+            "test".into(),
+            0,
+        )
     };
     for i in 0..HISTORY_MAX + 5 {
         r.attempts.push(a(i, Phase::Done));

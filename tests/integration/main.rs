@@ -32,4 +32,5 @@ mod safety_divergence;
 mod safety_fixture;
 mod safety_resync;
 mod upgrade;
+mod upgrade_api;
 mod upgrade_fixture;
