@@ -100,6 +100,53 @@ in
         '';
         example = "/run/secrets/keyfleet-api-token";
       };
+      maxConnections = lib.mkOption {
+        type = lib.types.ints.between 8 65536;
+        default = 512;
+        description = ''
+          Open API connections at most. At the cap a new connection closes the one idle
+          longest, or is refused at once with 503 when none is idle. The unit's
+          `LimitNOFILE=` is set to this plus 1024, for the engine, peer and S3
+          connections and the log files, so the daemon never runs out of descriptors
+          before it reaches the cap.
+        '';
+      };
+      headerTimeout = lib.mkOption {
+        type = lib.types.str;
+        default = "10s";
+        description = ''
+          A client must send a whole request (head and body) within this long of
+          connecting, of its previous answer, or of the request's first byte.
+        '';
+      };
+      idleTimeout = lib.mkOption {
+        type = lib.types.str;
+        default = "60s";
+        description = "A kept-alive API connection that sends nothing is closed after this long.";
+      };
+      limits = lib.mkOption {
+        type = lib.types.submodule {
+          options = {
+            cheap = lib.mkOption {
+              type = lib.types.ints.positive;
+              default = 64;
+              description = "Concurrent health, readiness and node-status requests.";
+            };
+            fanout = lib.mkOption {
+              type = lib.types.ints.positive;
+              default = 16;
+              description = "Concurrent requests that ask every peer (the fleet view).";
+            };
+            heavy = lib.mkOption {
+              type = lib.types.ints.positive;
+              default = 8;
+              description = "Concurrent metrics, logs, backup, restore, safety-job and upgrade requests.";
+            };
+          };
+        };
+        default = { };
+        description = "Requests of each class answered at once; past a limit the API answers 503 `overloaded` with `Retry-After`.";
+      };
       allowedSources = lib.mkOption {
         type = lib.types.listOf lib.types.str;
         default = [ ];
@@ -169,6 +216,10 @@ in
       state_dir = stateDir;
       api = {
         listen = klib.hostPort cfg.api.listenAddress cfg.api.port;
+        max_connections = cfg.api.maxConnections;
+        header_timeout = cfg.api.headerTimeout;
+        idle_timeout = cfg.api.idleTimeout;
+        limits = { inherit (cfg.api.limits) cheap fanout heavy; };
       }
       // lib.optionalAttrs (cfg.api.tokenFile != null) {
         token_file = "${credentialsDir}/api-token";
@@ -218,6 +269,8 @@ in
         ExecStart = "${lib.getExe cfg.package} daemon --config ${cfg.configFile}";
         Restart = "on-failure";
         RestartSec = "2s";
+        # The API's connection cap plus room for everything else the daemon opens.
+        LimitNOFILE = cfg.api.maxConnections + 1024;
 
         LoadCredential =
           lib.optional (cfg.engine.passwordFile != null) "engine-password:${cfg.engine.passwordFile}"

@@ -358,6 +358,9 @@ let
       (node1Config (withBackups {
         keepWithin = "2 weeks";
       })).services.keyfleet.backups.keepWithin;
+    apiFewConnections =
+      (node1Config [ { services.keyfleet.api.maxConnections = 4; } ])
+      .services.keyfleet.api.maxConnections;
     upgradesBadWindow =
       (node1Config [ { services.keyfleet.upgrades.windows = lib.mkForce [ "Sundays at 2am" ]; } ])
       .services.keyfleet.upgrades.windows;

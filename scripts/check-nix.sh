@@ -96,6 +96,7 @@ else
     "logsBadDuration:not of type \`unsigned integer, meaning >=0, or duration (" \
     "backupsStorePathKey:not of type \`absolute path not in the Nix store'" \
     "backupsBadDuration:not of type \`null or unsigned integer, meaning >=0, or duration (" \
+    "apiFewConnections:not of type \`integer between 8 and 65536" \
     "upgradesBadWindow:is not of type \`maintenance window (" \
     "upgradesBadPolicy:not of type \`one of \"auto\", \"approve\", \"deny\"'"; do
     name=${case%%:*}

@@ -34,6 +34,8 @@ pub struct State {
     pub safety: Arc<crate::safety::Safety>,
     /// Upgrade decisions and their record.
     pub upgrades: crate::upgrade::Upgrades,
+    /// The fleet view's shared fan-out.
+    pub fleet_view: crate::fleet::Coalesced,
 }
 
 /// Log shipping as the API sees it.
@@ -141,6 +143,7 @@ pub fn main(config_path: &Path) -> u8 {
         ));
         let upgrades = crate::upgrade::Upgrades::new(&config);
         let state = Arc::new(State {
+            fleet_view: Default::default(),
             upgrades,
             safety,
             engine,
@@ -243,13 +246,23 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
         NotifyState::Ready,
         NotifyState::Status("listening; first engine poll under way"),
     ]);
-    let mut shutdown_rx = stop_rx.clone();
-    let app = crate::api::router(state.clone())
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = shutdown_rx.wait_for(|s| *s).await;
-    });
-    let server = tokio::spawn(async move { server.await });
+    let front = crate::api::front::Front::new(state.clone());
+    {
+        let (front, stop) = (front.clone(), stop_rx.clone());
+        tokio::spawn(async move { front.rejections.run(stop).await });
+    }
+    let api = &state.config.api;
+    let limits = crate::api::server::Limits {
+        header_timeout: api.header_timeout,
+        idle_timeout: api.idle_timeout,
+        max_connections: api.max_connections,
+    };
+    let server = tokio::spawn(crate::api::server::serve(
+        listener,
+        front,
+        limits,
+        stop_rx.clone(),
+    ));
     wait_for_signal().await;
     tracing::info!("shutting down");
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
@@ -257,12 +270,13 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
     // In-flight requests get a deadline; past it the process exits anyway.
     let deadline = Duration::from_secs(5);
     let _ = tokio::time::timeout(deadline, async {
-        let _ = server.await;
-        let _ = poller.await;
-        let _ = watchdog.await;
-        if let Some(s) = shipper {
-            let _ = s.await;
-        }
+        // Together: a slow API connection does not keep the shipper from finishing.
+        let shipper = async {
+            if let Some(s) = shipper {
+                let _ = s.await;
+            }
+        };
+        let _ = tokio::join!(server, poller, watchdog, shipper);
     })
     .await;
     0

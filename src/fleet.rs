@@ -11,6 +11,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::{Instant, SystemTime};
 
+#[path = "fleet_shared.rs"]
+mod shared;
+pub use shared::Coalesced;
+
 /// The peers this node should hold a replication link with: all of them for KeyDB
 /// multi-master; for Redis, the primary on a replica, every replica on the primary.
 pub fn expected_links(config: &Config) -> Vec<PeerRef> {

@@ -102,6 +102,9 @@ def check_daemon_unit(label, node):
         wrong.append(f"state_dir {node['settings'].get('state_dir')!r}")
     if unit.get("StateDirectory") != "keyfleet" or unit.get("User") != "keyfleet" or "DynamicUser" in unit:
         wrong.append(f"StateDirectory/User/DynamicUser {unit.get('StateDirectory')!r} {unit.get('User')!r} {unit.get('DynamicUser')!r}")
+    cap = node["settings"]["api"].get("max_connections")
+    if unit.get("LimitNOFILE") != cap + 1024:
+        wrong.append(f"LimitNOFILE {unit.get('LimitNOFILE')!r} for api.max_connections {cap!r} (want cap + 1024)")
     if "keydb" not in unit.get("SupplementaryGroups", []) or "keyfleet" not in node["users"]:
         wrong.append(f"SupplementaryGroups {unit.get('SupplementaryGroups')!r}, users {node['users']}")
     if wrong:

@@ -54,7 +54,24 @@ pub(super) struct StatusQuery {
     fleet: Option<bool>,
 }
 
-pub(super) async fn show(Ax(state): Ax<Arc<State>>, q: Query<StatusQuery>) -> Response {
+pub(super) async fn show(
+    Ax(state): Ax<Arc<State>>,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(q) => q,
+        Err(e) => {
+            return ApiError {
+                status: StatusCode::BAD_REQUEST,
+                code: "query_invalid",
+                message: format!(
+                    "the query takes history (a number) and fleet (true or false): {}",
+                    e.body_text()
+                ),
+            }
+            .into_response();
+        }
+    };
     let mut v = status::status(&state.upgrades, q.history.unwrap_or(20).min(1000));
     if q.fleet == Some(true) {
         let mut nodes = vec![serde_json::to_value(lease::summary(&state).await).expect("json")];

@@ -3,6 +3,7 @@
 //! the engine protocol. Every error names the file and the key that is wrong, and
 //! `main` turns it into exit status 2.
 
+mod api;
 mod backups;
 mod logs;
 mod safety;
@@ -11,16 +12,16 @@ pub(crate) mod units;
 mod upgrades;
 mod validate;
 
+pub use api::{ApiConfig, ApiLimits};
 pub use backups::{BackupCompression, BackupsConfig};
 pub use logs::{Compression, LogsConfig, MIN_PART_SIZE, OnBudgetFull, RotateConfig, S3Config};
 pub use safety::SafetyConfig;
 pub use secrets::{S3Keys, Secrets};
-pub use units::{parse_duration, parse_size};
+pub use units::{parse_duration, parse_size, show_duration};
 pub use upgrades::{GenerationsKind, UpgradesConfig};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -177,16 +178,6 @@ pub struct EngineConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiConfig {
-    /// Where the HTTP API listens; non-loopback requires `token_file`.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// File holding the bearer token the API requires and sends to peers.
-    pub token_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FleetConfig {
     /// How often the local engine's INFO is read.
     #[serde(default = "default_poll", deserialize_with = "units::duration")]
@@ -194,6 +185,11 @@ pub struct FleetConfig {
     /// How long one peer daemon is waited on before it is listed down.
     #[serde(default = "default_peer_timeout", deserialize_with = "units::duration")]
     pub peer_timeout: Duration,
+    /// Callers of `/api/v1/fleet` that arrive while the peers are being asked share
+    /// that answer; with more than 0, so do callers within this long of when it began
+    /// (an answer up to this old).
+    #[serde(default = "default_coalesce", deserialize_with = "units::duration")]
+    pub coalesce: Duration,
 }
 
 /// Another node of the fleet.
@@ -253,23 +249,14 @@ fn default_connect_timeout() -> Duration {
 fn default_command_timeout() -> Duration {
     Duration::from_secs(2)
 }
-fn default_listen() -> SocketAddr {
-    "127.0.0.1:9850".parse().expect("valid default")
-}
 fn default_poll() -> Duration {
     Duration::from_secs(1)
 }
 fn default_peer_timeout() -> Duration {
     Duration::from_secs(1)
 }
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig {
-            listen: default_listen(),
-            token_file: None,
-        }
-    }
+fn default_coalesce() -> Duration {
+    Duration::ZERO
 }
 
 impl Default for FleetConfig {
@@ -277,6 +264,7 @@ impl Default for FleetConfig {
         FleetConfig {
             poll_interval: default_poll(),
             peer_timeout: default_peer_timeout(),
+            coalesce: default_coalesce(),
         }
     }
 }

@@ -363,3 +363,37 @@ mod safety;
 
 #[path = "upgrades_tests.rs"]
 mod upgrades_tests;
+
+#[test]
+fn api_bounds_default_sensibly_and_refuse_what_is_out_of_range() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.api.max_connections, 512);
+    assert_eq!(c.api.limits.fanout, 16);
+    assert_eq!(c.fleet.coalesce, Duration::ZERO);
+    let d = parse(&minimal("")).unwrap();
+    assert_eq!(d.api.header_timeout, Duration::from_secs(10));
+    assert_eq!(d.api.idle_timeout, Duration::from_secs(60));
+    assert_eq!(d.api.max_body, 64 * 1024);
+    assert_eq!(
+        (d.api.limits.cheap, d.api.limits.fanout, d.api.limits.heavy),
+        (64, 16, 8)
+    );
+    for (table, want) in [
+        (
+            "[api]\nmax_connections = 2",
+            "`api.max_connections`: 2 is out of range",
+        ),
+        ("[api]\nheader_timeout = \"0s\"", "`api.header_timeout`"),
+        ("[api]\nidle_timeout = \"2h\"", "`api.idle_timeout`"),
+        ("[api]\nmax_body = \"1GiB\"", "`api.max_body`"),
+        (
+            "[api.limits]\nheavy = 0",
+            "`api.limits.heavy`: 0 is out of range",
+        ),
+        ("[fleet]\ncoalesce = \"1m\"", "`fleet.coalesce`"),
+        ("[api]\nmax_conections = 10", "max_conections"),
+    ] {
+        let e = error_of(&minimal(table));
+        assert!(e.contains(want), "{table}: {e}");
+    }
+}

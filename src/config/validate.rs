@@ -5,6 +5,7 @@
 use super::{Config, ConfigError, Directive, EngineKind, Scalar};
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
 impl Config {
     pub(super) fn validate(&self, file: &Path) -> Result<(), ConfigError> {
@@ -151,6 +152,15 @@ impl Config {
             .and_then(|u| u.problem(&self.node_names()))
         {
             return Err(invalid(format!("upgrades.{key}"), message));
+        }
+        if let Some((key, message)) = self.api.problem() {
+            return Err(invalid(format!("api.{key}"), message));
+        }
+        if self.fleet.coalesce > Duration::from_secs(10) {
+            return Err(invalid(
+                "fleet.coalesce".into(),
+                "must be at most 10s: the fleet view would be stale".into(),
+            ));
         }
         if let Some((key, message)) = self.safety.problem(&self.node_names()) {
             return Err(invalid(format!("safety.{key}"), message));

@@ -5,6 +5,7 @@
 //! the engine.
 
 mod backup;
+pub mod http;
 mod logship;
 mod redis;
 mod safety;
@@ -66,6 +67,8 @@ pub struct Metrics {
     /// Few distinct codes, so a vector beats a map; insertion order keeps output stable.
     errors: Mutex<Vec<(&'static str, u64)>>,
     backup: Mutex<backup::Figures>,
+    /// The API's requests and connections.
+    pub http: http::Http,
 }
 
 impl Default for Metrics {
@@ -89,6 +92,7 @@ impl Metrics {
             info_nanos: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
             backup: Mutex::new(backup::Figures::default()),
+            http: http::Http::default(),
         }
     }
 
@@ -133,6 +137,7 @@ impl Metrics {
             None => out.sample(&redis::UP, &[], 0.0),
         }
         self.render_own(&mut out, status);
+        self.http.render(&mut out);
         if let Some(logs) = logs {
             logship::render(&mut out, logs);
         }

@@ -11,6 +11,9 @@ macro_rules! skip {
     }};
 }
 
+mod api_fixture;
+mod api_limits;
+mod api_rejections;
 mod backup;
 mod backup_schedule;
 mod binary;
@@ -33,4 +36,5 @@ mod safety_fixture;
 mod safety_resync;
 mod upgrade;
 mod upgrade_api;
+mod upgrade_backup;
 mod upgrade_fixture;
