@@ -15,7 +15,7 @@ documented 503s, every status, content type, header and body as the document say
 It needs `schemathesis` (4.x, from PyPI) on PATH or in KEYFLEET_SCHEMATHESIS,
 redis-server, and the keyfleet binary (KEYFLEET_BIN, else target/debug/keyfleet).
 """
-import argparse, glob, json, os, shutil, signal, socket, subprocess, sys, tempfile, time
+import argparse, glob, json, os, random, shutil, signal, socket, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "src", "api", "openapi.json")
@@ -34,9 +34,28 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_http(port, timeout=60):
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def dev_base(nodes):
+    """A base port for `keyfleet dev` whose engine (P, P+1, ...) and API (P+100, ...) ports
+    are all free, below the ephemeral range so no outgoing connection takes one meanwhile."""
+    for _ in range(200):
+        base = random.randrange(20000, 30000)
+        if all(port_free(base + off + i) for off in (0, 100) for i in range(nodes)):
+            return base
+    sys.exit("fuzz-api: no free ports for the dev fleet")
+
+
+def wait_http(port, timeout=60, log=None, proc=None):
     end = time.time() + timeout
-    while time.time() < end:
+    while time.time() < end and (proc is None or proc.poll() is None):
         try:
             with socket.create_connection(("127.0.0.1", port), 0.5) as s:
                 s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
@@ -44,7 +63,9 @@ def wait_http(port, timeout=60):
                     return
         except OSError:
             time.sleep(0.1)
-    sys.exit(f"fuzz-api: nothing answered on port {port} within {timeout}s")
+    tail = open(log).read()[-3000:] if log else ""
+    gone = f" (it exited with {proc.returncode})" if proc is not None and proc.poll() is not None else ""
+    sys.exit(f"fuzz-api: nothing answered on port {port} within {timeout}s{gone}\n{tail}")
 
 
 def schemathesis(work, name, base, token, args):
@@ -108,17 +129,17 @@ def main():
             log = open(os.path.join(work, "daemon.log"), "w")
             procs.append(subprocess.Popen([keyfleet, "daemon", "--config", f"{work}/node.toml"],
                                           stdout=log, stderr=log))
-            wait_http(api)
+            wait_http(api, log=os.path.join(work, "daemon.log"), proc=procs[-1])
             base = f"http://127.0.0.1:{api}"
             runs = [("with-token", base, token), ("without-token", base, None)]
-            dev_dir, dev_base = os.path.join(work, "dev"), free_port()
+            dev_dir, base = os.path.join(work, "dev"), dev_base(2)
             dev_log = open(os.path.join(work, "dev.log"), "w")
-            dev_cmd = [keyfleet, "dev", "--nodes", "2", "--dir", dev_dir, "--base-port", str(dev_base)]
+            dev_cmd = [keyfleet, "dev", "--nodes", "2", "--dir", dev_dir, "--base-port", str(base)]
             if not shutil.which("s3s-fs"):
                 dev_cmd.append("--no-s3")
             procs.append(subprocess.Popen(dev_cmd, stdout=dev_log, stderr=dev_log))
-            wait_http(dev_base + 100, timeout=120)
-            runs.append(("dev-fleet", f"http://127.0.0.1:{dev_base + 100}", None))
+            wait_http(base + 100, timeout=120, log=os.path.join(work, "dev.log"), proc=procs[-1])
+            runs.append(("dev-fleet", f"http://127.0.0.1:{base + 100}", None))
             for name, url, tok in runs:
                 cases, passed = schemathesis(work, name, url, tok, args)
                 if cases < args.min_cases:
