@@ -110,7 +110,8 @@ impl S3Server {
     }
 }
 
-/// Every file under `dir` as (its path relative to `base`, its bytes).
+/// Every file under `dir` as (its path relative to `base`, its bytes); a file that
+/// vanishes between the listing and the read is left out.
 pub fn collect(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
@@ -118,7 +119,13 @@ pub fn collect(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
             collect(base, &p, out);
         } else {
             let key = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-            out.push((key, std::fs::read(&p).unwrap()));
+            // The server renames or removes its temporary files while we look: one
+            // gone since the listing was never an object.
+            match std::fs::read(&p) {
+                Ok(bytes) => out.push((key, bytes)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("{}: {e}", p.display()),
+            }
         }
     }
 }
