@@ -246,21 +246,9 @@ async fn serve(state: Arc<State>, listener: tokio::net::TcpListener) -> u8 {
         NotifyState::Ready,
         NotifyState::Status("listening; first engine poll under way"),
     ]);
-    let front = crate::api::front::Front::new(state.clone());
-    {
-        let (front, stop) = (front.clone(), stop_rx.clone());
-        tokio::spawn(async move { front.rejections.run(stop).await });
-    }
-    let api = &state.config.api;
-    let limits = crate::api::server::Limits {
-        header_timeout: api.header_timeout,
-        idle_timeout: api.idle_timeout,
-        max_connections: api.max_connections,
-    };
     let server = tokio::spawn(crate::api::server::serve(
         listener,
-        front,
-        limits,
+        state.clone(),
         stop_rx.clone(),
     ));
     wait_for_signal().await;

@@ -61,9 +61,17 @@ impl Front {
     /// A request hyper turned away itself (a head too large or malformed).
     pub fn note_unrouted(&self, status: u16) {
         self.state.metrics.http.request(UNMATCHED, status);
-        if !self.rejections.note(status, None, "") {
+        self.rejected(status, None, "");
+    }
+
+    /// Counts a rejection for its summary; true when the access log keeps it (the
+    /// ones it leaves out are counted).
+    fn rejected(&self, status: u16, peer: Option<std::net::IpAddr>, path: &str) -> bool {
+        let keep = self.rejections.note(status, peer, path);
+        if !keep && self.state.access_log.is_some() {
             self.state.metrics.http.log_skipped();
         }
+        keep
     }
 }
 
@@ -102,17 +110,13 @@ where
         .map(|t| t.0)
         .or_else(|| routes::template_of(&path));
     let status = resp.status().as_u16();
-    let http = &front.state.metrics.http;
-    http.request(route.unwrap_or(UNMATCHED), status);
-    let logged = if resp.extensions().get::<Rejected>().is_some() {
-        let keep = front.rejections.note(status, Some(peer.ip()), &path);
-        if !keep && front.state.access_log.is_some() {
-            http.log_skipped();
-        }
-        keep
-    } else {
-        true
-    };
+    front
+        .state
+        .metrics
+        .http
+        .request(route.unwrap_or(UNMATCHED), status);
+    let logged = resp.extensions().get::<Rejected>().is_none()
+        || front.rejected(status, Some(peer.ip()), &path);
     if logged && let Some(log) = &front.state.access_log {
         access_log::write(
             log,

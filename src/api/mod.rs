@@ -7,6 +7,7 @@
 
 mod access_log;
 mod backups;
+mod conns;
 pub mod front;
 mod handlers;
 mod logs;
@@ -104,9 +105,7 @@ async fn guard(Ax(limiter): Ax<Arc<Limiter>>, req: Request, next: Next) -> Respo
     let declared = matched.and_then(|p| routes::find(method, p));
     let Some(route) = declared else {
         // A known path with a method it does not serve (405), or no route (404).
-        let tag = matched
-            .and_then(|p| routes::ROUTES.iter().find(|r| r.path == p))
-            .map(|r| r.path);
+        let tag = matched.and_then(routes::template_of);
         let mut resp = next.run(req).await;
         if let Some(tag) = tag {
             resp.extensions_mut().insert(RouteTag(tag));

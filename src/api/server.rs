@@ -6,136 +6,42 @@
 //! kept-alive connection that sends nothing is closed after `api.idle_timeout`.
 //! Requests then go to `front::handle`.
 
+use super::conns::{Answering, AnsweringBody, Conn, Limits, NONE, Registry, Tracked};
 use super::front::Front;
 use super::sockets::{fit_file_limit, shed};
+use crate::daemon::State;
 use crate::metrics::http::Closed;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 /// The largest request head (request line and headers); past it hyper answers 431.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// `u64::MAX`: no request has begun on an idle connection.
-const NONE: u64 = u64::MAX;
-
-/// What the listener knows of one open connection. Times are milliseconds since the
-/// registry's epoch.
-struct Conn {
-    /// Requests being answered.
-    busy: AtomicUsize,
-    /// When the connection became idle: accepted, or its latest answer was handed over.
-    idle_since: AtomicU64,
-    /// The first byte read while idle (a request head under way), or `NONE`.
-    head_since: AtomicU64,
-    /// False until the first answer: before it, silence counts against `header_timeout`.
-    answered: AtomicBool,
-    evict: Notify,
-    /// Fired when a request head begins on an idle connection, so that its deadline
-    /// becomes the header timeout's.
-    head: Notify,
-}
-
-impl Conn {
-    fn head_started(&self) -> bool {
-        self.head_since.load(Ordering::Acquire) != NONE
+/// Serves the API on `listener` until `stop` turns true, then lets open requests
+/// finish (the caller bounds how long). The rejections' summaries are logged meanwhile.
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let front = Front::new(state.clone());
+    {
+        let (front, stop) = (front.clone(), stop.clone());
+        tokio::spawn(async move { front.rejections.run(stop).await });
     }
-
-    /// When this connection is due to be closed, and why; `None` while it is busy.
-    fn deadline(&self, limits: &Limits) -> Option<(u64, Closed)> {
-        if self.busy.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        let head = self.head_since.load(Ordering::Acquire);
-        let idle = self.idle_since.load(Ordering::Acquire);
-        let header = limits.header_timeout.as_millis() as u64;
-        if head != NONE {
-            Some((head.saturating_add(header), Closed::HeaderTimeout))
-        } else if !self.answered.load(Ordering::Acquire) {
-            Some((idle.saturating_add(header), Closed::HeaderTimeout))
-        } else {
-            Some((
-                idle + limits.idle_timeout.as_millis() as u64,
-                Closed::IdleTimeout,
-            ))
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub header_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub max_connections: usize,
-}
-
-struct Registry {
-    epoch: Instant,
-    conns: Mutex<HashMap<u64, Arc<Conn>>>,
-}
-
-impl Registry {
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn len(&self) -> usize {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Closes the idle connection nearest its own deadline (the one that has waited
-    /// longest for its request, or trickled its head longest); false when every
-    /// connection is busy.
-    fn evict_one(&self, limits: &Limits) -> bool {
-        let conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let victim = conns
-            .values()
-            .filter_map(|c| Some((c.deadline(limits)?.0, c)))
-            .min_by_key(|(at, _)| *at)
-            .map(|(_, c)| c);
-        match victim {
-            Some(c) => {
-                // Marked busy-proof: a second eviction should pick another one.
-                c.idle_since.store(NONE, Ordering::Release);
-                c.busy.fetch_add(1, Ordering::AcqRel);
-                c.evict.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// Serves `front` on `listener` until `stop` turns true, then lets open requests
-/// finish (the caller bounds how long).
-pub async fn serve(
-    listener: TcpListener,
-    front: Arc<Front>,
-    limits: Limits,
-    mut stop: watch::Receiver<bool>,
-) {
-    let registry = Arc::new(Registry {
-        epoch: Instant::now(),
-        conns: Mutex::new(HashMap::new()),
-    });
+    let api = &state.config.api;
     let limits = Limits {
-        max_connections: fit_file_limit(limits.max_connections),
-        ..limits
+        header_timeout: api.header_timeout,
+        idle_timeout: api.idle_timeout,
+        max_connections: fit_file_limit(api.max_connections),
     };
-    let http = &front.state().metrics.http;
+    let http = &state.metrics.http;
     http.set_max_connections(limits.max_connections);
-    let mut next_id = 0u64;
+    let registry = Registry::new();
     let mut accept_errors_logged = Instant::now() - Duration::from_secs(60);
     loop {
         let accepted = tokio::select! {
@@ -161,30 +67,11 @@ pub async fn serve(
             drop(stream);
             continue;
         }
-        next_id += 1;
-        let conn = Arc::new(Conn {
-            busy: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(registry.now()),
-            head_since: AtomicU64::new(NONE),
-            answered: AtomicBool::new(false),
-            evict: Notify::new(),
-            head: Notify::new(),
-        });
-        registry
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(next_id, conn.clone());
-        http.opened();
-        let id = next_id;
+        let (conn, registered) = registry.open(&state);
         let (registry, front, stop) = (registry.clone(), front.clone(), stop.clone());
         tokio::spawn(async move {
             // Unregistered however the task ends, a panic included.
-            let _registered = Registered {
-                id,
-                registry: registry.clone(),
-                front: front.clone(),
-            };
+            let _registered = registered;
             serve_connection(stream, peer, &conn, &registry, front, limits, stop).await;
         });
         // Let the new connection read its request before the next is accepted: one
@@ -312,66 +199,6 @@ async fn serve_connection(
     }
 }
 
-/// Removes a connection from the registry when its task ends.
-struct Registered {
-    id: u64,
-    registry: Arc<Registry>,
-    front: Arc<Front>,
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        self.registry
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
-        self.front.state().metrics.http.ended();
-    }
-}
-
-/// One request in flight on a connection; dropped with the answer's body.
-struct Answering {
-    conn: Arc<Conn>,
-    registry: Arc<Registry>,
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        self.conn
-            .idle_since
-            .store(self.registry.now(), Ordering::Release);
-        self.conn.answered.store(true, Ordering::Release);
-        self.conn.busy.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// An answer's body, holding its connection busy until hyper is done with it.
-struct AnsweringBody {
-    inner: axum::body::Body,
-    _answering: Answering,
-}
-
-impl http_body::Body for AnsweringBody {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// hyper answers a head too large (431) or malformed (400) itself and then closes; those
 /// count as requests with no route.
 fn note_error(front: &Front, e: &hyper::Error) {
@@ -383,62 +210,4 @@ fn note_error(front: &Front, e: &hyper::Error) {
         return;
     };
     front.note_unrouted(status);
-}
-
-/// The connection's socket, noting the first byte of each request so the header
-/// timeout can run from it.
-struct Tracked {
-    inner: TcpStream,
-    conn: Arc<Conn>,
-    registry: Arc<Registry>,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before
-            && self.conn.busy.load(Ordering::Acquire) == 0
-            && self.conn.head_since.load(Ordering::Acquire) == NONE
-        {
-            let now = self.registry.now();
-            self.conn.head_since.store(now, Ordering::Release);
-            self.conn.head.notify_one();
-        }
-        result
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }

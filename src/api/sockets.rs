@@ -1,15 +1,16 @@
 //! The listener's dealings with the operating system: the file limit the connection cap
 //! must fit, and the 503 sent to a connection shed without reading its request.
 
-/// What a connection refused at the cap is sent, without its request being read.
-fn refused_answer() -> Vec<u8> {
+/// What a connection refused at the cap is sent, without its request being read;
+/// written once.
+static REFUSED: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
     let body = r#"{"error":{"code":"overloaded","message":"too many open connections to this daemon; retry in a second"}}"#;
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
-}
+});
 
 /// Descriptors kept for what is not an API connection: the engine and peer connections,
 /// S3, log files, journals.
@@ -64,7 +65,7 @@ pub fn shed(fd: std::os::fd::RawFd) {
             scratch.len(),
             libc::MSG_DONTWAIT,
         );
-        let answer = refused_answer();
+        let answer = &*REFUSED;
         libc::send(
             fd,
             answer.as_ptr().cast(),

@@ -118,25 +118,24 @@ impl Default for ApiLimits {
 impl ApiConfig {
     /// The first setting out of range, as (key under `api.`, why).
     pub(super) fn problem(&self) -> Option<(&'static str, String)> {
-        let range = |d: Duration, lo: Duration, hi: Duration| d >= lo && d <= hi;
         let (ms100, hour) = (Duration::from_millis(100), Duration::from_secs(3600));
-        if !range(self.header_timeout, ms100, Duration::from_secs(600)) {
-            return Some((
+        for (key, d, hi) in [
+            (
                 "header_timeout",
-                format!(
-                    "{} is out of range (100ms to 10m)",
-                    units::show_duration(self.header_timeout)
-                ),
-            ));
-        }
-        if !range(self.idle_timeout, ms100, hour) {
-            return Some((
-                "idle_timeout",
-                format!(
-                    "{} is out of range (100ms to 1h)",
-                    units::show_duration(self.idle_timeout)
-                ),
-            ));
+                self.header_timeout,
+                Duration::from_secs(600),
+            ),
+            ("idle_timeout", self.idle_timeout, hour),
+            (
+                "rejections_log_interval",
+                self.rejections_log_interval,
+                hour,
+            ),
+        ] {
+            if d < ms100 || d > hi {
+                let (d, hi) = (units::show_duration(d), units::show_duration(hi));
+                return Some((key, format!("{d} is out of range (100ms to {hi})")));
+            }
         }
         if !(8..=65536).contains(&self.max_connections) {
             return Some((
@@ -148,15 +147,6 @@ impl ApiConfig {
             return Some((
                 "max_body",
                 format!("{} bytes is out of range (1KiB to 64MiB)", self.max_body),
-            ));
-        }
-        if !range(self.rejections_log_interval, ms100, hour) {
-            return Some((
-                "rejections_log_interval",
-                format!(
-                    "{} is out of range (100ms to 1h)",
-                    units::show_duration(self.rejections_log_interval)
-                ),
             ));
         }
         for (key, n) in [

@@ -100,18 +100,6 @@ impl Http {
         self.log_skipped.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// How many requests were answered with `status` on `route`, for tests.
-    pub fn count(&self, route: &str, status: u16) -> u64 {
-        let requests = self
-            .requests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        requests
-            .iter()
-            .find(|((r, s), _)| *r == route && *s == status)
-            .map_or(0, |(_, n)| *n)
-    }
-
     pub(super) fn render(&self, out: &mut Exposition) {
         {
             let mut requests = self

@@ -57,6 +57,20 @@ fn idle_connections_past_the_cap_do_not_lock_out_health_or_a_token() {
     drop(held);
 }
 
+/// Sends a request line, then a header line every 200 ms, never ending the head; how
+/// long until the daemon cut the connection off, or None if it had not within `within`.
+fn trickle_head(s: &mut TcpStream, within: Duration) -> Option<Duration> {
+    s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let began = Instant::now();
+    while began.elapsed() < within {
+        if s.write_all(b"X-Slow: 1\r\n").is_err() {
+            return Some(began.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
 #[test]
 fn silent_slow_and_idle_connections_are_closed() {
     let d = Daemon::start("header_timeout = \"1s\"\nidle_timeout = \"2s\"", "");
@@ -68,16 +82,7 @@ fn silent_slow_and_idle_connections_are_closed() {
 
     // A head trickled a line at a time never completes: its first byte started the clock.
     let mut slow = TcpStream::connect(d.addr).unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
-    let began = Instant::now();
-    let mut cut_off = false;
-    while began.elapsed() < Duration::from_secs(10) {
-        if slow.write_all(b"X-Slow: 1\r\n").is_err() {
-            cut_off = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let cut_off = trickle_head(&mut slow, Duration::from_secs(10)).is_some();
     assert!(
         cut_off || closed_within(&mut slow, Duration::from_secs(1)),
         "slowloris"
@@ -113,24 +118,15 @@ fn silent_slow_and_idle_connections_are_closed() {
         .unwrap();
     let mut buf = [0u8; 1024];
     assert!(kept.read(&mut buf).unwrap() > 0);
-    kept.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
-    let began = Instant::now();
-    let mut cut_off = false;
-    while began.elapsed() < Duration::from_secs(20) {
-        if kept.write_all(b"X-Slow: 1\r\n").is_err() {
-            cut_off = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let cut_off = trickle_head(&mut kept, Duration::from_secs(20));
     assert!(
-        cut_off,
+        cut_off.is_some(),
         "a trickled head on a kept-alive connection was not cut off"
     );
+    let took = cut_off.unwrap();
     assert!(
-        began.elapsed() < Duration::from_secs(20),
-        "cut off only after {:?}",
-        began.elapsed()
+        took < Duration::from_secs(20),
+        "cut off only after {took:?}"
     );
     assert!(d.metric("keyfleet_http_connections_closed_total{reason=\"idle_timeout\"} ") >= 1.0);
 }

@@ -211,11 +211,7 @@ fn outside_its_window_or_without_approval_an_upgrade_waits() {
         &[],
     );
     stage(&fleet, &path, "rel-window", &["hz 20"], &[]);
-    let v = eventually(Duration::from_secs(20), || {
-        let u = upgrades(&fleet, 0);
-        (u["pending"]["waiting_for"] == "window").then_some(u)
-    })
-    .unwrap_or_else(|| panic!("no wait for the window: {:#}", upgrades(&fleet, 0)));
+    let v = waiting_for(&fleet, 0, "window");
     assert_eq!(v["window_open"], false);
     let next = &v["next_window"];
     assert_eq!(next["zone"], "Asia/Kolkata", "{v:#}");
@@ -242,11 +238,7 @@ fn outside_its_window_or_without_approval_an_upgrade_waits() {
         &[],
         &["--engine-version", "99.1.0"],
     );
-    let v = eventually(Duration::from_secs(20), || {
-        let u = upgrades(&fleet, 0);
-        (u["pending"]["waiting_for"] == "approval").then_some(u)
-    })
-    .unwrap_or_else(|| panic!("no wait for approval: {:#}", upgrades(&fleet, 0)));
+    let v = waiting_for(&fleet, 0, "approval");
     assert_eq!(v["pending"]["class"], "major", "{v:#}");
     assert_eq!(v["pending_approvals"][0]["id"], "rel-major", "{v:#}");
     let out = keyfleet()

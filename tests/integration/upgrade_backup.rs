@@ -18,7 +18,7 @@ fn a_major_upgrade_takes_a_backup_before_it_switches() {
         return;
     };
     let fleet = DevFleet::start_with(2, &["--gate-timeout", "20s"], &[]);
-    // A patch-free change of version the candidate claims: major, so approval first.
+    // The version the candidate claims is a major step up, so it needs approval first.
     stage(
         &fleet,
         &path,
@@ -26,10 +26,7 @@ fn a_major_upgrade_takes_a_backup_before_it_switches() {
         &[],
         &["--engine-version", "99.1.0"],
     );
-    eventually(Duration::from_secs(20), || {
-        (upgrades(&fleet, 0)["pending"]["waiting_for"] == "approval").then_some(())
-    })
-    .unwrap_or_else(|| panic!("no wait for approval: {:#}", upgrades(&fleet, 0)));
+    waiting_for(&fleet, 0, "approval");
     assert!(
         get(&format!("{}/api/v1/backups", fleet.api(0)))
             .map(|(_, v)| v["running"].is_null())

@@ -93,6 +93,16 @@ pub fn upgrades(fleet: &DevFleet, i: usize) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Waits up to 20 s until node `i`'s pending candidate waits for `what` (window,
+/// approval, ...); its `GET /api/v1/upgrades` then.
+pub fn waiting_for(fleet: &DevFleet, i: usize, what: &str) -> Value {
+    eventually(Duration::from_secs(20), || {
+        let u = upgrades(fleet, i);
+        (u["pending"]["waiting_for"] == what).then_some(u)
+    })
+    .unwrap_or_else(|| panic!("no wait for {what}: {:#}", upgrades(fleet, i)))
+}
+
 /// The history of node `i`, oldest first.
 pub fn history(fleet: &DevFleet, i: usize) -> Vec<Value> {
     let mut h = upgrades(fleet, i)["history"]
