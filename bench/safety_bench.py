@@ -4,13 +4,17 @@
 A 3-node `keyfleet dev --no-s3` fleet (KeyDB multi-master). Each engine's CPU
 (utime+stime from /proc) is measured over windows of the same length, alternating:
 
-  on       the daemons running, safety checks at their defaults (canary write, PUBLISH
-           and MGET every second, TIME x5 per peer every 10 s, a fleet view every 5 s);
+  on       the daemons running, safety checks at their defaults (canary SET, PUBLISH
+           and MGET in one round trip every second, TIME x5 per peer every 10 s, the
+           divergence sampler at 20 keys/s, a fleet view every 5 s);
   stopped  every daemon SIGSTOPped: the engines keep their replication links and the
            client load, but no daemon traffic at all (the poller's INFO included);
   off      (with --safety-off) the dev daemons SIGSTOPped and, in their place, one daemon
            per node on the same config with `[safety] enabled = false` (so: the poller's
-           INFO every 500 ms, no safety workers).
+           INFO every 500 ms, no safety workers);
+  amp10    (with --amplify) like off, but with every periodic check ten times as often
+           as its default: canary every 100 ms, skew reads every 1 s, the divergence
+           sampler at 200 keys/s.
 
 on - stopped is what the whole daemon costs its engine (an upper bound for the checks);
 on - off is what the safety checks alone cost. The order of the modes turns by one each
@@ -20,8 +24,14 @@ keys, one connection, no pipelining) at a fixed rate against node1's engine, run
 through every window of the phase, so each window carries the same requests; the SETs
 replicate to node2 and node3. The daemons' own CPU is measured in their running windows.
 
+Under load the checks' cost is small beside the machine's noise, so each contrast is the
+mean of the rounds' paired differences with its 95% interval (Student's t); amp10 - off,
+divided by ten, measures the same cost at ten times the signal, assuming it scales with
+the checks' rates (the engine is awake for the load anyway).
+
 Usage: bench/safety_bench.py [--keyfleet target/release/keyfleet] [--idle-window 60]
-       [--load-window 30] [--rounds 3] [--rate 2000] [--safety-off] [--json]
+       [--load-window 30] [--rounds 3] [--idle-rounds N] [--rate 2000]
+       [--safety-off [--amplify]] [--json]
 Engine: $KEYFLEET_KEYDB_SERVER (a keydb-server; required). Everything on 127.0.0.1.
 """
 import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
@@ -82,9 +92,19 @@ def wait_stopped(pids, want_stopped, timeout=5):
     sys.exit(f"daemons {pids} did not {'stop' if want_stopped else 'continue'}")
 
 
-def start_safety_off_daemons(keyfleet, fleet, dev_dir, work):
-    """One daemon per node on its dev config with a new API port and `[safety] enabled =
-    false`; each is SIGSTOPped once it answers, ready for its windows."""
+# The daemons' `[safety]` tables per mode, beside the dev daemons' defaults ("on").
+VARIANTS = {
+    "off": "enabled = false\n",
+    # Every periodic check ten times as often as its default (the fastest the config
+    # allows for the canary and the skew reads): under load the checks' cost is then ten
+    # times what it is at the defaults, large enough to measure beside the noise.
+    "amp10": 'canary_interval = "100ms"\nskew_interval = "1s"\ndivergence_rate = 200\n',
+}
+
+
+def start_variant_daemons(keyfleet, fleet, dev_dir, work, mode):
+    """One daemon per node on its dev config with a new API port and the `[safety]` table
+    of `mode` (VARIANTS); each is SIGSTOPped once it answers, ready for its windows."""
     procs = []
     for n in fleet["nodes"]:
         text = open(os.path.join(dev_dir, n["name"], "keyfleet.toml")).read()
@@ -94,10 +114,10 @@ def start_safety_off_daemons(keyfleet, fleet, dev_dir, work):
         text, count = re.subn(r'(?m)^listen = "127\.0\.0\.1:\d+"$', f'listen = "127.0.0.1:{port}"', text)
         if count != 1:
             sys.exit(f"{n['name']}'s dev config: no single [api] listen line")
-        config = os.path.join(work, f"{n['name']}-safety-off.toml")
+        config = os.path.join(work, f"{n['name']}-{mode}.toml")
         with open(config, "w") as f:
-            f.write(text + "\n[safety]\nenabled = false\n")
-        log = open(os.path.join(work, f"{n['name']}-safety-off.log"), "w")
+            f.write(text + "\n[safety]\n" + VARIANTS[mode])
+        log = open(os.path.join(work, f"{n['name']}-{mode}.log"), "w")
         p = subprocess.Popen([keyfleet, "daemon", "--config", config], stdout=log, stderr=subprocess.STDOUT,
                              env={**os.environ, "RUST_LOG": "info"})
         procs.append(p)
@@ -105,7 +125,7 @@ def start_safety_off_daemons(keyfleet, fleet, dev_dir, work):
     time.sleep(1.0)
     for p in procs:
         if p.poll() is not None:
-            sys.exit(f"a safety-off daemon exited ({p.returncode}); see {work}")
+            sys.exit(f"a {mode} daemon exited ({p.returncode}); see {work}")
     signal_all([p.pid for p in procs], signal.SIGSTOP)
     wait_stopped([p.pid for p in procs], True)
     return procs
@@ -176,6 +196,43 @@ def summarise(rows, phase, modes, names, window):
     return res
 
 
+# Two-sided 95% quantiles of Student's t by degrees of freedom (then 1.96).
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+       11: 2.20, 12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09,
+       20: 2.09, 25: 2.06, 30: 2.04}
+
+
+def contrast(rows, phase, mode, base, scale=1.0):
+    """The engines' summed CPU in `mode` minus `base`, paired by round, divided by `scale`:
+    (mean, 95% half-width, mean as % of the base's mean, the same for the half-width)."""
+    def sums(m):
+        return [sum(r["engine_cpu"].values()) for r in rows if r["phase"] == phase and r["mode"] == m]
+    a, b = sums(mode), sums(base)
+    diffs = [(x - y) / scale for x, y in zip(a, b)]
+    mean = statistics.mean(diffs)
+    n = len(diffs)
+    half = 0.0
+    if n > 1:
+        t = T95.get(n - 1) or T95[max(k for k in T95 if k <= n - 1)]
+        half = t * statistics.stdev(diffs) / n ** 0.5
+    base_mean = statistics.mean(b)
+    return mean, half, 100 * mean / base_mean, 100 * half / base_mean
+
+
+def print_contrasts(rows, phase, modes):
+    """What the checks cost the engines, from the paired rounds: on - off directly, and
+    amp10 - off divided by ten (the checks at ten times their rates, scaled back)."""
+    if "off" not in modes:
+        return
+    lines = [("on - off", "on", 1.0)]
+    if "amp10" in modes:
+        lines += [("amp10 - off", "amp10", 1.0), ("(amp10 - off) / 10", "amp10", 10.0)]
+    print(f"  the checks' cost, summed engine CPU, mean of the paired rounds with its 95% interval:")
+    for label, mode, scale in lines:
+        m, h, mp, hp = contrast(rows, phase, mode, "off", scale)
+        print(f"    {label:20} {m:+.3f} ± {h:.3f} s per window = {mp:+.2f}% ± {hp:.2f}% of the engines' CPU without them")
+
+
 def print_summary(label, s, modes):
     off = "off" in modes
     print(f"{label}: {s['window_s']:.0f} s windows, {s['rounds']} round{'s' if s['rounds'] != 1 else ''}, medians (CPU seconds per window)")
@@ -211,11 +268,17 @@ def main():
     ap.add_argument("--settle", type=float, default=2.0, help="unmeasured seconds after each switch")
     ap.add_argument("--safety-off", action="store_true",
                     help="also windows with daemons whose [safety] is disabled (adds half the run time)")
+    ap.add_argument("--amplify", action="store_true",
+                    help="also windows with daemons running every check ten times as often (needs --safety-off)")
+    ap.add_argument("--idle-rounds", type=int, help="rounds of the idle phase (default: --rounds)")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     args = ap.parse_args()
     if not os.environ.get("KEYFLEET_KEYDB_SERVER"):
         sys.exit("set KEYFLEET_KEYDB_SERVER to a keydb-server")
-    if args.rounds < 1 or args.idle_window <= 0 or args.load_window <= 0 or args.rate <= 0:
+    if args.amplify and not args.safety_off:
+        sys.exit("--amplify compares with the safety-off daemons: add --safety-off")
+    idle_rounds = args.idle_rounds or args.rounds
+    if idle_rounds < 1 or args.rounds < 1 or args.idle_window <= 0 or args.load_window <= 0 or args.rate <= 0:
         sys.exit("--rounds, windows and --rate must be positive")
     keyfleet = os.path.abspath(args.keyfleet)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -233,13 +296,14 @@ def main():
         port1 = int(fleet["nodes"][0]["engine_addr"].rsplit(":", 1)[1])
         modes = ["on", "stopped"]
         groups = {"on": daemons, "stopped": []}
-        if args.safety_off:
-            extra = start_safety_off_daemons(keyfleet, fleet, dev_dir, work)
-            modes.append("off")
-            groups["off"] = [p.pid for p in extra]
+        for mode in (["off"] if args.safety_off else []) + (["amp10"] if args.amplify else []):
+            procs = start_variant_daemons(keyfleet, fleet, dev_dir, work, mode)
+            extra += procs
+            modes.append(mode)
+            groups[mode] = [p.pid for p in procs]
         time.sleep(3)  # the canaries and first skew reads are made
         version = subprocess.run([keyfleet, "--version"], capture_output=True, text=True).stdout.strip()
-        rows = run_phase("idle", args.idle_window, args.rounds, modes, engines, groups, args.settle)
+        rows = run_phase("idle", args.idle_window, idle_rounds, modes, engines, groups, args.settle)
         load = Load(port1, args.rate)
         load.start()
         time.sleep(max(args.settle, 3))  # the keyspace fills, replication settles
@@ -247,7 +311,7 @@ def main():
         load.stop.set()
         load.join(5)
         # Continue every dev daemon again: their links and state must be intact.
-        signal_all(daemons + groups.get("off", []), signal.SIGCONT)
+        signal_all(daemons + [p.pid for p in extra], signal.SIGCONT)
         idle = summarise(rows, "idle", modes, names, args.idle_window)
         loaded = summarise(rows, "load", modes, names, args.load_window)
         if args.json:
@@ -260,7 +324,9 @@ def main():
         print("modes: on = daemons running (safety checks at defaults); stopped = every daemon SIGSTOPped"
               + ("; off = daemons with [safety] enabled = false" if args.safety_off else ""))
         print_summary("idle", idle, modes)
+        print_contrasts(rows, "idle", modes)
         print_summary(f"load ({args.rate} req/s SET/GET on node1, replicated)", loaded, modes)
+        print_contrasts(rows, "load", modes)
         print(f"  load generator: {load.errors} errors, at most {load.max_behind:.2f} s behind its schedule")
         ok = True
     finally:

@@ -64,7 +64,7 @@ fn typed_directives(c: &Config) -> BTreeMap<String, Vec<String>> {
         // the safety checks record the keys deleted while a link is down.
         set("notify-keyspace-events", "Egx".into());
     }
-    let replicaof = |p: &crate::config::Peer| format!("{} {}", p.address, p.engine_port);
+    let replicaof = |p: &crate::config::Peer| format!("{} {}", p.address, p.replication_port());
     let masters: Vec<String> = match e.kind {
         EngineKind::Keydb => {
             set("server-threads", e.server_threads.to_string());
@@ -170,6 +170,19 @@ mod tests {
              [[peers]]\nname = \"b\"\naddress = \"127.0.0.1\"\nengine_port = 7002\napi_port = 9002\n",
         );
         assert!(!primary.contains("replicaof"), "{primary}");
+        // Through a tunnel: the engine dials the replication port.
+        let tunnelled = conf(&format!(
+            "node_name = \"c\"\n[engine]\nport = 7003\n{}",
+            base.replacen(
+                "api_port = 9001\n",
+                "api_port = 9001\nreplication_port = 17001\n",
+                1
+            )
+        ));
+        assert!(
+            tunnelled.contains("replicaof 127.0.0.1 17001\nreplicaof 127.0.0.1 7002\n"),
+            "{tunnelled}"
+        );
     }
 
     #[test]

@@ -121,7 +121,10 @@ pub async fn start(
     })?;
     let c = &state.config;
     let mut mesh = vec![(c.engine_host(), c.engine.port)];
-    mesh.extend(c.peers.iter().map(|p| (p.address.clone(), p.engine_port)));
+    for p in &c.peers {
+        mesh.push((p.address.clone(), p.engine_port));
+        mesh.push((p.address.clone(), p.replication_port()));
+    }
     let request = Request {
         backup: id,
         target,

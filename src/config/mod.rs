@@ -200,13 +200,23 @@ pub struct Peer {
     pub name: String,
     /// Host name or IP address the peer's engine and API listen on.
     pub address: String,
-    /// The peer's engine port.
+    /// The peer's engine port: where this node's daemon reads the peer's engine.
     pub engine_port: u16,
+    /// Where this node's engine dials the peer's engine to replicate from it, when that
+    /// is not `engine_port` (a tunnel or a proxy on the replication path; `keyfleet dev
+    /// --partitionable` puts one there). Links are matched to peers by this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_port: Option<u16>,
     /// The peer's keyfleet API port.
     pub api_port: u16,
 }
 
 impl Peer {
+    /// The port this node's engine replicates from: `replication_port`, else `engine_port`.
+    pub fn replication_port(&self) -> u16 {
+        self.replication_port.unwrap_or(self.engine_port)
+    }
+
     pub fn api_url(&self) -> String {
         if self.address.contains(':') {
             format!("http://[{}]:{}", self.address, self.api_port)

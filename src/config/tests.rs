@@ -87,6 +87,21 @@ fn duplicate_names_and_ports_are_refused() {
     // A peer on the local engine's own address and port.
     let e = error_of(&minimal(&peer("n2", 7000)));
     assert!(e.contains("`peers[0].engine_port`"), "{e}");
+    // A replication port is an endpoint too; one equal to the engine port is its default.
+    let e = error_of(&minimal(
+        &(peer("n3", 7002) + &peer("n2", 7001) + "replication_port = 7002\n"),
+    ));
+    assert!(
+        e.contains("`peers[1].replication_port`") && e.contains("used twice"),
+        "{e}"
+    );
+    let e = error_of(&minimal(&(peer("n2", 7001) + "replication_port = 0\n")));
+    assert!(
+        e.contains("`peers[0].replication_port`") && e.contains("port 0"),
+        "{e}"
+    );
+    let c = parse(&minimal(&(peer("n2", 7001) + "replication_port = 7001\n"))).unwrap();
+    assert_eq!(c.peers[0].replication_port(), 7001);
 }
 
 #[test]

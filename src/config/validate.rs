@@ -55,10 +55,17 @@ impl Config {
                     format!("duplicate node name `{}`", peer.name),
                 ));
             }
+            let replication = peer
+                .replication_port
+                .filter(|p| *p != peer.engine_port)
+                .map(|p| ("replication_port", p));
             for (k, port) in [
                 ("engine_port", peer.engine_port),
                 ("api_port", peer.api_port),
-            ] {
+            ]
+            .into_iter()
+            .chain(replication)
+            {
                 if port == 0 {
                     return Err(invalid(key(k), "port 0 is not a port".into()));
                 }

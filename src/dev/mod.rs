@@ -51,8 +51,9 @@ pub struct DevArgs {
     /// Do not ship logs at all.
     #[arg(long, conflicts_with = "s3_endpoint")]
     pub no_s3: bool,
-    /// Put a TCP proxy on every engine link, so that `keyfleet dev partition` can cut
-    /// links for real and `keyfleet dev heal` restore them.
+    /// Put TCP proxies on every engine link (one for replication, one for the daemons'
+    /// reads), so that `keyfleet dev partition` can cut links for real and `keyfleet dev
+    /// heal` restore them.
     #[arg(long)]
     pub partitionable: bool,
     /// Once ready, stage this engine binary as an upgrade candidate (e.g. KeyDB 6.3.4
@@ -76,12 +77,17 @@ fn parse_window(s: &str) -> Result<String, String> {
 /// What to do to a running partitionable dev fleet.
 #[derive(clap::Subcommand, Debug)]
 pub enum DevAction {
-    /// Cuts every engine link of each NODE (reset, and refused until healed); the
-    /// daemons' APIs stay reachable.
+    /// Cuts every engine link of each NODE (reset, and refused until healed): its
+    /// replication and the daemons' reads of its engine. The daemons' APIs stay
+    /// reachable.
     Partition {
         /// The nodes to cut off, e.g. node3.
         #[arg(required = true)]
         nodes: Vec<String>,
+        /// Cut only the replication links: the daemons still read every engine, so the
+        /// divergence sampler and `keyfleet diff` see the nodes drift apart.
+        #[arg(long)]
+        replication_only: bool,
         /// The running fleet's directory.
         #[arg(long, default_value = crate::client::DEFAULT_DEV_DIR)]
         dir: PathBuf,
@@ -188,7 +194,14 @@ fn run(args: DevArgs) -> Result<(), String> {
         let mut proxies = Vec::new();
         for from in &nodes {
             for to in nodes.iter().filter(|t| t.name != from.name) {
-                proxies.push(proxy::Proxy::start(&from.name, &to.name, to.engine_port)?);
+                for carries in [proxy::Carries::Replication, proxy::Carries::Reads] {
+                    proxies.push(proxy::Proxy::start(
+                        &from.name,
+                        &to.name,
+                        carries,
+                        to.engine_port,
+                    )?);
+                }
             }
         }
         let mut mesh = proxy::Mesh::new(proxies);
@@ -276,11 +289,7 @@ fn run(args: DevArgs) -> Result<(), String> {
     let mut fleet_doc = serde_json::json!({ "nodes": fleet });
     if let Some(mesh) = &mesh {
         fleet_doc["partitionable"] = true.into();
-        fleet_doc["links"] = mesh
-            .proxies
-            .iter()
-            .map(|p| serde_json::json!({"from": p.from, "to": p.to, "proxy_port": p.port}))
-            .collect();
+        fleet_doc["links"] = mesh.links_json();
     }
     if let Some(store) = &store {
         fleet_doc["logs_s3"] =

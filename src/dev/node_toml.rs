@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-/// Node `n`'s config. With a `mesh`, peers' engines are named at the proxies' ports.
+/// Node `n`'s config. With a `mesh`, peers' engines are named at the proxies' ports: the
+/// reads proxy as `engine_port`, the replication proxy as `replication_port`.
 pub(super) fn node_toml(
     n: &Node,
     all: &[Node],
@@ -16,7 +17,7 @@ pub(super) fn node_toml(
     mesh: Option<&proxy::Mesh>,
 ) -> String {
     let engine_port = |to: &Node| {
-        mesh.and_then(|m| m.port(&n.name, &to.name))
+        mesh.and_then(|m| m.port(&n.name, &to.name, proxy::Carries::Reads))
             .unwrap_or(to.engine_port)
     };
     let mut t = format!(
@@ -45,12 +46,17 @@ pub(super) fn node_toml(
             engine_port(p),
             p.api_port
         );
+        if let Some(port) = mesh.and_then(|m| m.port(&n.name, &p.name, proxy::Carries::Replication))
+        {
+            let _ = writeln!(t, "replication_port = {port}");
+        }
     }
     // A Redis primary knows its replicas by the port they announce: through a proxy,
     // each must announce the port the primary's config names it at.
     if kind == EngineKind::Redis
         && n.name != all[0].name
-        && let Some(port) = mesh.and_then(|m| m.port(&all[0].name, &n.name))
+        && let Some(port) =
+            mesh.and_then(|m| m.port(&all[0].name, &n.name, proxy::Carries::Replication))
     {
         let _ = write!(t, "\n[engine.settings]\nreplica-announce-port = {port}\n");
     }

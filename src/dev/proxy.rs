@@ -1,14 +1,19 @@
-//! `keyfleet dev --partitionable`: a TCP proxy on every engine link, so that a link can be
-//! cut for real and healed. Node A's config names peer B at the port of the proxy
-//! "A→B", which forwards to B's engine; A's replication link to B, and A's daemon's
-//! clock-skew reads of B, go through it. Cutting a proxy resets every connection it
-//! carries and refuses new ones until it is healed; the daemons' API traffic does not go
-//! through it, so the daemons still see each other, as the operators of a real fleet
-//! partitioned between engines would.
+//! `keyfleet dev --partitionable`: TCP proxies on every engine link, so that a link can be
+//! cut for real and healed. For each directed pair A→B there are two, both forwarding to
+//! B's engine: A's engine replicates from B through the replication proxy (A's config
+//! names it as B's `replication_port`), and A's daemon reads B's engine (clock skew, the
+//! divergence sampler, repairs) through the reads proxy (B's `engine_port`). Cutting a
+//! proxy resets every connection it carries and refuses new ones until it is healed. The
+//! daemons' API traffic goes through neither, so the daemons still see each other, as
+//! the operators of a real fleet partitioned between engines would.
 //!
-//! `keyfleet dev partition NODE... --dir DIR` writes `DIR/partition.json` (which nodes
-//! are cut off, and a generation number); the running `dev` applies it and writes the
-//! generation back to `DIR/partition-applied.json`, which the command waits for.
+//! `keyfleet dev partition NODE... --dir DIR` cuts both proxies of every link of NODE (a
+//! network partition); with `--replication-only` only the replication proxies, so the
+//! daemons still read every engine and can watch the nodes drift apart (a replication
+//! outage, as a broken replication user or a resync loop would make). It writes
+//! `DIR/partition.json` (the nodes cut off, the kind, a generation number); the running
+//! `dev` applies it and writes the generation back to `DIR/partition-applied.json`, which
+//! the command waits for.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -19,10 +24,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One directed link's proxy: `from`'s engine dials it to reach `to`'s.
+/// What a proxy carries from `from` to `to`'s engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carries {
+    /// `from`'s engine replicating from `to`'s.
+    Replication,
+    /// `from`'s daemon reading `to`'s engine.
+    Reads,
+}
+
+/// One directed link's proxy: `from`'s engine (or daemon) dials it to reach `to`'s engine.
 pub struct Proxy {
     pub from: String,
     pub to: String,
+    pub carries: Carries,
     pub port: u16,
     cut: Arc<AtomicBool>,
     live: Arc<Mutex<Vec<TcpStream>>>,
@@ -30,7 +45,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Listens on a free loopback port and forwards to `127.0.0.1:upstream`.
-    pub fn start(from: &str, to: &str, upstream: u16) -> Result<Proxy, String> {
+    pub fn start(from: &str, to: &str, carries: Carries, upstream: u16) -> Result<Proxy, String> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .map_err(|e| format!("cannot listen for the {from}→{to} proxy: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -44,6 +59,7 @@ impl Proxy {
         Ok(Proxy {
             from: from.into(),
             to: to.into(),
+            carries,
             port,
             cut,
             live,
@@ -138,12 +154,22 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-/// What `partition.json` says: the nodes cut off from every other, and a generation
-/// that `partition-applied.json` echoes once applied.
+/// What `partition.json` says: the nodes cut off from every other, whether only their
+/// replication is cut, and a generation that `partition-applied.json` echoes once applied.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Partition {
     pub generation: u64,
     pub cut: BTreeSet<String>,
+    #[serde(default)]
+    pub replication_only: bool,
+}
+
+impl Partition {
+    /// Whether `proxy` is cut under this partition.
+    fn cuts(&self, proxy: &Proxy) -> bool {
+        (self.cut.contains(&proxy.from) || self.cut.contains(&proxy.to))
+            && (proxy.carries == Carries::Replication || !self.replication_only)
+    }
 }
 
 fn request_path(dir: &Path) -> PathBuf {
@@ -179,12 +205,30 @@ impl Mesh {
         }
     }
 
-    /// The port node `from` dials to reach `to`'s engine.
-    pub fn port(&self, from: &str, to: &str) -> Option<u16> {
+    /// The port node `from`'s engine (`Replication`) or daemon (`Reads`) dials to reach
+    /// `to`'s engine.
+    pub fn port(&self, from: &str, to: &str, carries: Carries) -> Option<u16> {
         self.proxies
             .iter()
-            .find(|p| p.from == from && p.to == to)
+            .find(|p| p.from == from && p.to == to && p.carries == carries)
             .map(|p| p.port)
+    }
+
+    /// `fleet.json`'s `links`: per directed link, the replication proxy's port
+    /// (`proxy_port`) and the daemon's reads proxy's (`reads_proxy_port`).
+    pub fn links_json(&self) -> serde_json::Value {
+        self.proxies
+            .iter()
+            .filter(|p| p.carries == Carries::Replication)
+            .map(|p| {
+                serde_json::json!({
+                    "from": p.from,
+                    "to": p.to,
+                    "proxy_port": p.port,
+                    "reads_proxy_port": self.port(&p.from, &p.to, Carries::Reads),
+                })
+            })
+            .collect()
     }
 
     /// Starts over: no partition requested or applied (a file left by an earlier `dev`).
@@ -201,7 +245,7 @@ impl Mesh {
             return None;
         }
         for p in &self.proxies {
-            let cut = wanted.cut.contains(&p.from) || wanted.cut.contains(&p.to);
+            let cut = wanted.cuts(p);
             if cut != p.is_cut() {
                 p.set_cut(cut);
             }
@@ -210,19 +254,30 @@ impl Mesh {
             return Some(format!("cannot confirm the partition: {e}"));
         }
         self.applied = wanted;
-        let cut_links = self.proxies.iter().filter(|p| p.is_cut()).count();
+        let replication = |p: &&Proxy| p.carries == Carries::Replication;
+        let links = self.proxies.iter().filter(replication).count();
+        let cut_links = self
+            .proxies
+            .iter()
+            .filter(replication)
+            .filter(|p| p.is_cut())
+            .count();
         Some(if self.applied.cut.is_empty() {
             "healed: every engine link restored".to_owned()
         } else {
             format!(
-                "partition: {} cut off ({cut_links} of {} directed engine links cut)",
+                "partition: {} cut off ({cut_links} of {links} directed replication links cut{})",
                 self.applied
                     .cut
                     .iter()
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", "),
-                self.proxies.len()
+                if self.applied.replication_only {
+                    "; the daemons still read every engine"
+                } else {
+                    ", and the daemons' reads along them"
+                }
             )
         })
     }
@@ -230,11 +285,15 @@ impl Mesh {
 
 /// `keyfleet dev partition NODE...` and `keyfleet dev heal`: the exit status.
 pub fn act(action: &super::DevAction) -> u8 {
-    let (dir, nodes, heal) = match action {
-        super::DevAction::Partition { nodes, dir } => (dir, nodes.as_slice(), false),
-        super::DevAction::Heal { dir } => (dir, &[][..], true),
+    let (dir, nodes, heal, replication_only) = match action {
+        super::DevAction::Partition {
+            nodes,
+            dir,
+            replication_only,
+        } => (dir, nodes.as_slice(), false, *replication_only),
+        super::DevAction::Heal { dir } => (dir, &[][..], true, false),
     };
-    match request(dir, nodes, heal) {
+    match request(dir, nodes, heal, replication_only) {
         Ok(p) if p.cut.is_empty() => {
             println!(
                 "healed: every engine link of the fleet in {} restored",
@@ -245,7 +304,12 @@ pub fn act(action: &super::DevAction) -> u8 {
         Ok(p) => {
             let cut: Vec<_> = p.cut.into_iter().collect();
             println!(
-                "cut off from the other engines: {} (heal with `keyfleet dev heal --dir {}`)",
+                "cut off from the other engines{}: {} (heal with `keyfleet dev heal --dir {}`)",
+                if p.replication_only {
+                    " (replication only)"
+                } else {
+                    ""
+                },
                 cut.join(", "),
                 super::shell_word(&dir.display().to_string())
             );
@@ -259,9 +323,14 @@ pub fn act(action: &super::DevAction) -> u8 {
 }
 
 /// `keyfleet dev partition` / `heal`: asks the running `dev` in `dir` to cut off `nodes`
-/// (added to those already cut) or, with `heal`, to restore every link; waits up to 5 s
-/// for it to apply.
-pub fn request(dir: &Path, nodes: &[String], heal: bool) -> Result<Partition, String> {
+/// (added to those already cut; `replication_only`: cut only their replication) or, with
+/// `heal`, to restore every link; waits up to 5 s for it to apply.
+pub fn request(
+    dir: &Path,
+    nodes: &[String],
+    heal: bool,
+    replication_only: bool,
+) -> Result<Partition, String> {
     let fleet: serde_json::Value = std::fs::read_to_string(dir.join("fleet.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -290,9 +359,22 @@ pub fn request(dir: &Path, nodes: &[String], heal: bool) -> Result<Partition, St
         ));
     }
     let current = read_partition(&request_path(dir)).unwrap_or_default();
+    if !heal && !current.cut.is_empty() && current.replication_only != replication_only {
+        return Err(format!(
+            "{} already cut off {}: heal first (`keyfleet dev heal --dir {}`)",
+            current.cut.iter().cloned().collect::<Vec<_>>().join(", "),
+            if current.replication_only {
+                "with --replication-only"
+            } else {
+                "entirely"
+            },
+            dir.display()
+        ));
+    }
     let mut next = Partition {
         generation: current.generation + 1,
         cut: if heal { BTreeSet::new() } else { current.cut },
+        replication_only: !heal && replication_only,
     };
     next.cut.extend(nodes.iter().cloned());
     write_atomically(&request_path(dir), &next)?;
@@ -310,79 +392,5 @@ pub fn request(dir: &Path, nodes: &[String], heal: bool) -> Result<Partition, St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cut_proxy_resets_its_connections_and_refuses_new_ones() {
-        let upstream = TcpListener::bind(("127.0.0.1", 0)).unwrap();
-        let up_port = upstream.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for conn in upstream.incoming() {
-                let mut conn = conn.unwrap();
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 64];
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        let proxy = Proxy::start("a", "b", up_port).unwrap();
-        let echo = |s: &mut TcpStream| -> std::io::Result<Vec<u8>> {
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            s.write_all(b"ping")?;
-            let mut buf = [0u8; 4];
-            s.read_exact(&mut buf)?;
-            Ok(buf.to_vec())
-        };
-        let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        assert_eq!(echo(&mut s).unwrap(), b"ping");
-        proxy.set_cut(true);
-        assert!(
-            echo(&mut s).is_err(),
-            "a connection through a cut link must break"
-        );
-        let mut again = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        assert!(
-            echo(&mut again).is_err(),
-            "a cut link must refuse new connections"
-        );
-        proxy.set_cut(false);
-        let mut healed = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        assert_eq!(echo(&mut healed).unwrap(), b"ping");
-    }
-
-    #[test]
-    fn partition_files_are_applied_once_and_confirmed() {
-        let dir = tempfile::tempdir().unwrap();
-        let nodes = ["n1", "n2", "n3"];
-        let mut proxies = Vec::new();
-        for from in nodes {
-            for to in nodes.iter().filter(|t| **t != from) {
-                proxies.push(Proxy::start(from, to, 1).unwrap());
-            }
-        }
-        let mut mesh = Mesh::new(proxies);
-        mesh.reset_files(dir.path()).unwrap();
-        assert_eq!(mesh.poll(dir.path()), None);
-        let want = Partition {
-            generation: 1,
-            cut: BTreeSet::from(["n3".to_owned()]),
-        };
-        write_atomically(&request_path(dir.path()), &want).unwrap();
-        let line = mesh.poll(dir.path()).unwrap();
-        assert!(line.contains("n3 cut off (4 of 6"), "{line}");
-        let cut: Vec<_> = mesh
-            .proxies
-            .iter()
-            .filter(|p| p.is_cut())
-            .map(|p| format!("{}>{}", p.from, p.to))
-            .collect();
-        assert_eq!(cut, ["n1>n3", "n2>n3", "n3>n1", "n3>n2"]);
-        assert_eq!(read_partition(&applied_path(dir.path())), Some(want));
-        assert_eq!(mesh.poll(dir.path()), None, "applied once");
-    }
-}
+#[path = "proxy_tests.rs"]
+mod tests;

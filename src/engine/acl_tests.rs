@@ -50,25 +50,48 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
         .as_micros() as i64;
     assert!((micros - now).abs() < 5_000_000, "TIME {micros} vs {now}");
     let mut sub = engine.subscribe("keyfleet:canary").await.unwrap();
-    engine
-        .write_canary(
-            "keyfleet:canary:node1",
-            "keyfleet:canary",
-            "1 2",
-            "node1 1 2",
+    let write = CanaryWrite {
+        key: "keyfleet:canary:node1",
+        value: "1 2",
+        channel: "keyfleet:canary",
+        announcement: "node1 1 2",
+    };
+    let (written, values) = engine
+        .canary_round(
+            Some(write),
+            &["keyfleet:canary:node1", "keyfleet:canary:node2"],
         )
         .await
         .unwrap();
+    assert!(matches!(written, Some(Ok(()))), "{written:?}");
+    assert_eq!(values, vec![Some(b"1 2".to_vec()), None]);
     let got = tokio::time::timeout(Duration::from_secs(2), sub.next())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got, b"node1 1 2");
-    let values = engine
-        .mget(&["keyfleet:canary:node1", "keyfleet:canary:node2"])
+    // Without a write, the read alone.
+    let (written, values) = engine
+        .canary_round(None, &["keyfleet:canary:node1"])
         .await
         .unwrap();
-    assert_eq!(values, vec![Some(b"1 2".to_vec()), None]);
+    assert!(written.is_none());
+    assert_eq!(values, vec![Some(b"1 2".to_vec())]);
+    // A canary key of another prefix is refused, and the read still answers.
+    let bad = CanaryWrite {
+        key: "user:canary",
+        ..write
+    };
+    let (written, values) = engine
+        .canary_round(Some(bad), &["keyfleet:canary:node1"])
+        .await
+        .unwrap();
+    assert_eq!(
+        written.unwrap().unwrap_err().code(),
+        "engine_no_permission",
+        "the daemon writes keyfleet: keys only"
+    );
+    assert_eq!(values, vec![Some(b"1 2".to_vec())]);
 
     let denied = engine.run("CONFIG", &["GET", "masterauth"]).await;
     assert_eq!(
@@ -86,9 +109,10 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
         );
     }
     let log: Vec<redis::Value> = acl(&mut conn, &["LOG"]).await;
-    // Exactly the refusals this test provoked: the client's own handshake, INFO and the
-    // safety commands were all allowed.
-    assert_eq!(log.len(), 3, "ACL LOG: {log:?}");
+    // Exactly the refusals this test provoked (the canary of another prefix, CONFIG, SET
+    // and MGET of users' keys): the client's own handshake, INFO and the safety commands
+    // were all allowed.
+    assert_eq!(log.len(), 4, "ACL LOG: {log:?}");
 }
 
 /// The safety checks' reader, as a user with exactly `safety.acl`'s rules, hears of

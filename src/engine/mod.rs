@@ -9,7 +9,7 @@ pub mod resp;
 pub mod status;
 
 pub use info::{Info, InfoError};
-pub use pubsub::Subscription;
+pub use pubsub::{CanaryWrite, Subscription};
 pub use resp::Value;
 pub use status::{LinkSafety, LinkStatus, NodeError, NodeStatus, PeerLink, PeerRef};
 
@@ -236,22 +236,6 @@ impl Engine {
         }
     }
 
-    /// Writes this node's replication canary and announces it on the canary channel,
-    /// so peers see when the replication stream delivers it (`safety::canary`). The
-    /// daemon's only writes, to `keyfleet:` keys and channels only (daemon.acl).
-    pub async fn write_canary(
-        &self,
-        key: &str,
-        channel: &str,
-        value: &str,
-        announcement: &str,
-    ) -> Result<(), EngineError> {
-        self.text("SET", &[key, value]).await?;
-        self.run("PUBLISH", &[channel, announcement])
-            .await
-            .map(drop)
-    }
-
     /// `MGET`: each key's value, `None` when it does not exist or is not a string.
     pub async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
         match self.run("MGET", keys).await? {
@@ -322,27 +306,27 @@ impl Engine {
             }
             Ok(Ok(value)) => value,
         };
-        match value.error_code() {
-            Some("NOAUTH" | "WRONGPASS") => return Err(self.auth_failed()),
-            Some("NOPERM") => {
-                *slot = Some(conn);
-                return Err(EngineError::NoPermission {
-                    user: self.user().to_owned(),
-                    command,
-                    detail: error_text(value),
-                });
-            }
-            Some(_) => {
-                *slot = Some(conn);
-                return Err(EngineError::Command {
-                    command,
-                    detail: error_text(value),
-                });
-            }
-            None => {}
+        if matches!(value.error_code(), Some("NOAUTH" | "WRONGPASS")) {
+            return Err(self.auth_failed());
         }
         *slot = Some(conn);
-        Ok(value)
+        self.refused(command, value)
+    }
+
+    /// A reply as a result: an error reply becomes `NoPermission` (NOPERM) or `Command`.
+    fn refused(&self, command: &'static str, value: Value) -> Result<Value, EngineError> {
+        match value.error_code() {
+            Some("NOPERM") => Err(EngineError::NoPermission {
+                user: self.user().to_owned(),
+                command,
+                detail: error_text(value),
+            }),
+            Some(_) => Err(EngineError::Command {
+                command,
+                detail: error_text(value),
+            }),
+            None => Ok(value),
+        }
     }
 
     /// A new connection, authenticated when a password is set.

@@ -4,6 +4,16 @@
 use super::resp::{Connection, Value};
 use super::{Engine, EngineError, unexpected};
 
+/// This node's canary as the canary worker writes it: its key and value, and the
+/// announcement (node name first) published on the canary channel.
+#[derive(Debug, Clone, Copy)]
+pub struct CanaryWrite<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    pub channel: &'a str,
+    pub announcement: &'a str,
+}
+
 impl Engine {
     /// Several commands in one round trip on the shared connection, which nothing else
     /// uses meanwhile (so a `SELECT` among them holds for the ones after it). Error
@@ -48,6 +58,51 @@ impl Engine {
             Ok(result) => result,
             Err(_) => Err(self.timeout(name, limit)),
         }
+    }
+
+    /// The canary worker's round trip (`safety::canary`): this node's canary written to
+    /// its key and announced on the canary channel (when `write` is given), then every
+    /// canary key in `keys` read, each `None` when missing or not a string. Pipelined, so
+    /// the engine wakes once for the three, and each peer once for the write and the
+    /// announcement its replication stream carries together. The daemon's only writes,
+    /// to `keyfleet:` keys and channels only (daemon.acl). The outer error is the round
+    /// trip's; the inner one the write's, whose failure does not spoil the read.
+    pub async fn canary_round(
+        &self,
+        write: Option<CanaryWrite<'_>>,
+        keys: &[&str],
+    ) -> Result<(Option<Result<(), EngineError>>, Vec<Option<Vec<u8>>>), EngineError> {
+        let mut commands = Vec::with_capacity(3);
+        if let Some(w) = &write {
+            commands.push(vec!["SET", w.key, w.value]);
+            commands.push(vec!["PUBLISH", w.channel, w.announcement]);
+        }
+        commands.push(
+            std::iter::once("MGET")
+                .chain(keys.iter().copied())
+                .collect(),
+        );
+        let mut replies = self.pipeline("MGET", &commands).await?.into_iter();
+        let mut reply = |command: &'static str| match replies.next() {
+            Some(value) => self.refused(command, value),
+            None => Err(unexpected(command, &Value::Nil)),
+        };
+        let written = write.map(|_| {
+            let set = reply("SET");
+            let publish = reply("PUBLISH");
+            set.and(publish).map(drop)
+        });
+        let values = match reply("MGET")? {
+            Value::Array(values) if values.len() == keys.len() => values
+                .into_iter()
+                .map(|v| match v {
+                    Value::Bulk(b) => Some(b),
+                    _ => None,
+                })
+                .collect(),
+            other => return Err(unexpected("MGET", &other)),
+        };
+        Ok((written, values))
     }
 
     /// A connection of its own, subscribed to `channel`: read it with

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct PeerRef {
     pub name: String,
     pub host: String,
+    /// The port the replication link dials: the peer's `replication_port()`.
     pub engine_port: u16,
 }
 
@@ -22,7 +23,7 @@ impl From<&crate::config::Peer> for PeerRef {
         PeerRef {
             name: peer.name.clone(),
             host: peer.address.clone(),
-            engine_port: peer.engine_port,
+            engine_port: peer.replication_port(),
         }
     }
 }

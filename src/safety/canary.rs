@@ -14,6 +14,7 @@
 
 use super::{CANARY_CHANNEL, Safety, canary_key};
 use crate::daemon::State;
+use crate::engine::CanaryWrite;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -79,7 +80,8 @@ impl Safety {
     }
 }
 
-/// The writer: this node's canary every interval, then the peers' canaries read back.
+/// The writer: this node's canary every interval and the peers' canaries read back, in
+/// one round trip.
 pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let safety = &state.safety;
     let interval = state.config.safety.canary_interval;
@@ -105,33 +107,38 @@ pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        let mut result = Ok(());
-        if safety.writes && !restore_running(&state) {
+        let writing = safety.writes && !restore_running(&state);
+        let (value, announcement);
+        let write = if writing {
             seq += 1;
-            let value = format!("{seq} {}", safety.clock.now_us());
-            let announcement = format!("{} {value}", state.config.node_name);
+            value = format!("{seq} {}", safety.clock.now_us());
             // The announcement carries the node's name; the key's value does not need it.
-            match state
-                .engine
-                .write_canary(&own, CANARY_CHANNEL, &value, &announcement)
-                .await
-            {
-                Ok(()) => safety.lock().canary_writes += 1,
-                Err(e) => result = Err((e.code(), format!("writing {own}: {e}"))),
-            }
-        }
-        match state.engine.mget(&key_refs).await {
-            Ok(values) => {
+            announcement = format!("{} {value}", state.config.node_name);
+            Some(CanaryWrite {
+                key: &own,
+                value: &value,
+                channel: CANARY_CHANNEL,
+                announcement: &announcement,
+            })
+        } else {
+            None
+        };
+        let result = match state.engine.canary_round(write, &key_refs).await {
+            Ok((written, values)) => {
                 let named: Vec<(String, Option<Vec<u8>>)> =
                     keys.iter().map(|(n, _)| n.clone()).zip(values).collect();
                 safety.canaries_read(&named);
-            }
-            Err(e) => {
-                if result.is_ok() {
-                    result = Err((e.code(), format!("reading the peers' canaries: {e}")));
+                match written {
+                    Some(Err(e)) => Err((e.code(), format!("writing {own}: {e}"))),
+                    Some(Ok(())) => {
+                        safety.lock().canary_writes += 1;
+                        Ok(())
+                    }
+                    None => Ok(()),
                 }
             }
-        }
+            Err(e) => Err((e.code(), format!("the canary round trip: {e}"))),
+        };
         let answered = state.engine.has_answered();
         if let Err((code, _)) = &result
             && answered

@@ -63,7 +63,7 @@ pub fn peer_of(name: &str, peers: &[crate::config::Peer]) -> String {
     let port: Option<u16> = port.parse().ok();
     let same_port: Vec<&crate::config::Peer> = peers
         .iter()
-        .filter(|p| Some(p.engine_port) == port)
+        .filter(|p| Some(p.replication_port()) == port)
         .collect();
     same_port
         .iter()
@@ -160,6 +160,7 @@ mod tests {
             name: name.into(),
             address: address.into(),
             engine_port: port,
+            replication_port: None,
             api_port: 9850,
         }
     }

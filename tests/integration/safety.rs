@@ -240,14 +240,30 @@ fn partition_commands_refuse_what_they_cannot_do() {
             .unwrap();
     assert_eq!(fleet_json["partitionable"], true);
     assert_eq!(fleet_json["links"].as_array().unwrap().len(), 2);
+    // node1's engine replicates from node2 through one proxy, its daemon reads node2's
+    // engine through the other.
     let toml = std::fs::read_to_string(fleet.dir().join("node1/keyfleet.toml")).unwrap();
-    let proxy = fleet_json["links"]
+    let link = fleet_json["links"]
         .as_array()
         .unwrap()
         .iter()
         .find(|l| l["from"] == "node1")
-        .unwrap()["proxy_port"]
-        .as_u64()
         .unwrap();
-    assert!(toml.contains(&format!("engine_port = {proxy}")), "{toml}");
+    let (replication, reads) = (
+        link["proxy_port"].as_u64().unwrap(),
+        link["reads_proxy_port"].as_u64().unwrap(),
+    );
+    assert_ne!(replication, reads);
+    assert!(
+        toml.contains(&format!("engine_port = {reads}"))
+            && toml.contains(&format!("replication_port = {replication}")),
+        "{toml}"
+    );
+    // One kind of partition at a time.
+    let (ok, out) = dev_cli(&fleet, &["partition", "node1"]);
+    assert!(ok, "{out}");
+    let (ok, out) = dev_cli(&fleet, &["partition", "--replication-only", "node2"]);
+    assert!(!ok && out.contains("heal first"), "{out}");
+    let (ok, out) = dev_cli(&fleet, &["heal"]);
+    assert!(ok, "{out}");
 }

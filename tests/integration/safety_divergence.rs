@@ -3,10 +3,11 @@
 //! written on a replica made writable exists there only. KeyDB: a key deleted on one
 //! side of a partition and written on the other ends on some nodes only after the heal
 //! (KeyDB applies the replicated DEL without comparing stamps); the repair makes the
-//! fleet agree and both checks go quiet.
+//! fleet agree and both checks go quiet. Both: a key changed while a node's replication
+//! is cut (the daemons still reading every engine) is divergent until the heal.
 
 use crate::fixture::*;
-use crate::safety_fixture::{all_linked, cmd, dev, exists, safety};
+use crate::safety_fixture::{all_linked, cmd, dev, dev_cli, exists, node, safety};
 use keyfleet::config::EngineKind;
 use serde_json::Value;
 use std::time::Duration;
@@ -177,5 +178,90 @@ fn a_diff_request_that_makes_no_sense_is_refused() {
             (400, Some("diff_request_invalid")),
             "{body}: {v}"
         );
+    }
+}
+
+#[test]
+fn a_key_changed_while_replication_is_cut_is_divergent_until_the_heal() {
+    let Some(_) = engine() else {
+        skip!(
+            "skipped a_key_changed_while_replication_is_cut_is_divergent_until_the_heal: no engine"
+        );
+        return;
+    };
+    let fleet = DevFleet::start_with(3, &["--partitionable", "--no-s3"], &[]);
+    let ports: Vec<u16> = (0..3).map(|i| fleet.engine_port(i)).collect();
+    cmd(ports[0], &["SET", "moved", "v1"]).unwrap();
+    let replicated = eventually(Duration::from_secs(10), || {
+        ports.iter().all(|p| exists(*p, "moved")).then_some(())
+    });
+    assert!(replicated.is_some());
+
+    // node2's replication is cut, the daemons still read every engine: a key changed on
+    // node1 meanwhile is seen to differ on node2 (not node3), past the re-check window.
+    let (ok, out) = dev_cli(&fleet, &["partition", "--replication-only", "node2"]);
+    assert!(ok && out.contains("(replication only)"), "{out}");
+    cmd(ports[0], &["SET", "moved", "v2"]).unwrap();
+    let seen = eventually(Duration::from_secs(40), || {
+        let report = safety(&fleet, 0);
+        let example = report["divergence"]["examples"]
+            .as_array()?
+            .iter()
+            .find(|d| d["key"] == "moved")?
+            .clone();
+        Some((report["divergence"]["divergent_keys"].as_u64()?, example))
+    });
+    let Some((count, example)) = seen else {
+        panic!(
+            "`moved` never reported divergent: {:#}",
+            safety(&fleet, 0)["divergence"]
+        );
+    };
+    assert!(count >= 1);
+    let digest = |node: &str| -> Value {
+        example["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["node"] == node)
+            .unwrap_or_else(|| panic!("no copy of {node}: {example:#}"))["digest"]
+            .clone()
+    };
+    assert_ne!(digest("node1"), digest("node2"), "{example:#}");
+    assert_eq!(digest("node1"), digest("node3"), "{example:#}");
+    assert_eq!(
+        String::from_utf8(redis_get(ports[1], "moved")).unwrap(),
+        "v1",
+        "node2 still holds the old value"
+    );
+    // The links say why: node2's link to node1 is down in node1's view.
+    let down = node(&fleet, 0)["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["peer"] == "node2" && l["status"] == "down");
+    assert!(down, "{:#}", node(&fleet, 0)["links"]);
+
+    // Healed, node2 catches up and the sampler goes quiet.
+    dev(&fleet, &["heal"]);
+    all_linked(&fleet);
+    let caught_up = eventually(Duration::from_secs(20), || {
+        (redis_get(ports[1], "moved") == b"v2").then_some(())
+    });
+    assert!(caught_up.is_some(), "node2 never received the write");
+    let quiet = eventually(Duration::from_secs(40), || {
+        (0..3).all(|i| divergent_keys(&fleet, i) == 0).then_some(())
+    });
+    assert!(
+        quiet.is_some(),
+        "still divergent after the heal: {:#}",
+        safety(&fleet, 0)["divergence"]
+    );
+}
+
+fn redis_get(port: u16, key: &str) -> Vec<u8> {
+    match cmd(port, &["GET", key]).unwrap() {
+        redis::Value::BulkString(b) => b,
+        other => panic!("GET {key}: {other:?}"),
     }
 }

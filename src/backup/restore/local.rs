@@ -203,18 +203,21 @@ impl Local {
         if info
             .masters()
             .iter()
-            .any(|m| m.host == peer.address && m.port == peer.engine_port)
+            .any(|m| m.host == peer.address && m.port == peer.replication_port())
         {
             return Ok(());
         }
-        self.run("REPLICAOF", &[&peer.address, &peer.engine_port.to_string()])
-            .await
-            .map(drop)
+        self.run(
+            "REPLICAOF",
+            &[&peer.address, &peer.replication_port().to_string()],
+        )
+        .await
+        .map(drop)
     }
 
     /// Stops the engine replicating from `peer`.
     pub async fn detach(&self, peer: &Peer) -> Result<(), BackupError> {
-        self.remove(&peer.address, peer.engine_port).await
+        self.remove(&peer.address, peer.replication_port()).await
     }
 
     /// Attaches every configured peer.
@@ -236,7 +239,7 @@ impl Local {
             let configured = self
                 .peers
                 .iter()
-                .any(|p| p.address == m.host && p.engine_port == m.port);
+                .any(|p| p.address == m.host && p.replication_port() == m.port);
             if !configured {
                 self.remove(m.host, m.port).await?;
             }
