@@ -47,15 +47,15 @@ impl Proxy {
     /// Listens on a free loopback port and forwards to `127.0.0.1:upstream`.
     pub fn start(from: &str, to: &str, carries: Carries, upstream: u16) -> Result<Proxy, String> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
-            .map_err(|e| format!("cannot listen for the {from}→{to} proxy: {e}"))?;
+            .map_err(|e| format!("cannot listen for the {from}→{to} {carries:?} proxy: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let cut = Arc::new(AtomicBool::new(false));
         let live: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let (c, l) = (cut.clone(), live.clone());
         std::thread::Builder::new()
-            .name(format!("proxy-{from}-{to}"))
+            .name(format!("proxy-{from}-{to}-{carries:?}"))
             .spawn(move || accept_loop(listener, upstream, c, l))
-            .map_err(|e| format!("cannot start the {from}→{to} proxy: {e}"))?;
+            .map_err(|e| format!("cannot start the {from}→{to} {carries:?} proxy: {e}"))?;
         Ok(Proxy {
             from: from.into(),
             to: to.into(),
@@ -67,10 +67,12 @@ impl Proxy {
     }
 
     /// Cuts (`true`) or heals the link. Cutting resets every connection it carries.
+    /// The flag changes under the connection list's lock, so a connection the accept
+    /// loop is adding either is reset here or sees the cut there.
     pub fn set_cut(&self, cut: bool) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         self.cut.store(cut, Ordering::SeqCst);
         if cut {
-            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             for s in live.drain(..) {
                 reset(&s);
             }
@@ -129,6 +131,12 @@ fn accept_loop(
         };
         {
             let mut l = live.lock().unwrap_or_else(|p| p.into_inner());
+            // Cut while this connection was being set up: it does not pass.
+            if cut.load(Ordering::SeqCst) {
+                reset(&client);
+                reset(&server);
+                continue;
+            }
             // Connections that ended are pruned here, so the list stays bounded.
             l.retain(|s| s.peer_addr().is_ok());
             l.push(c3);

@@ -56,42 +56,60 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
         channel: "keyfleet:canary",
         announcement: "node1 1 2",
     };
-    let (written, values) = engine
+    let round = engine
         .canary_round(
             Some(write),
             &["keyfleet:canary:node1", "keyfleet:canary:node2"],
+            false,
         )
         .await
         .unwrap();
-    assert!(matches!(written, Some(Ok(()))), "{written:?}");
-    assert_eq!(values, vec![Some(b"1 2".to_vec()), None]);
+    assert!(matches!(round.written, Some(Ok(()))), "{round:?}");
+    assert_eq!(round.read.unwrap(), vec![Some(b"1 2".to_vec()), None]);
     let got = tokio::time::timeout(Duration::from_secs(2), sub.next())
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got, b"node1 1 2");
     // Without a write, the read alone.
-    let (written, values) = engine
-        .canary_round(None, &["keyfleet:canary:node1"])
+    let round = engine
+        .canary_round(None, &["keyfleet:canary:node1"], false)
         .await
         .unwrap();
-    assert!(written.is_none());
-    assert_eq!(values, vec![Some(b"1 2".to_vec())]);
-    // A canary key of another prefix is refused, and the read still answers.
-    let bad = CanaryWrite {
-        key: "user:canary",
-        ..write
-    };
-    let (written, values) = engine
-        .canary_round(Some(bad), &["keyfleet:canary:node1"])
+    assert!(round.written.is_none());
+    assert_eq!(round.read.unwrap(), vec![Some(b"1 2".to_vec())]);
+    // A refused write (a key of another prefix): the read still answers. Pipelined, the
+    // announcement went out anyway; cautious, it does not.
+    for (cautious, announced) in [(false, true), (true, false)] {
+        let bad = CanaryWrite {
+            key: "user:canary",
+            announcement: if cautious { "cautious" } else { "pipelined" },
+            ..write
+        };
+        let round = engine
+            .canary_round(Some(bad), &["keyfleet:canary:node1"], cautious)
+            .await
+            .unwrap();
+        assert_eq!(
+            round.written.unwrap().unwrap_err().code(),
+            "engine_no_permission",
+            "the daemon writes keyfleet: keys only"
+        );
+        assert_eq!(round.read.unwrap(), vec![Some(b"1 2".to_vec())]);
+        let heard = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+        assert_eq!(heard.is_ok(), announced, "cautious {cautious}: {heard:?}");
+    }
+    // Cautious and allowed: written, then announced.
+    let round = engine
+        .canary_round(Some(write), &["keyfleet:canary:node1"], true)
         .await
         .unwrap();
-    assert_eq!(
-        written.unwrap().unwrap_err().code(),
-        "engine_no_permission",
-        "the daemon writes keyfleet: keys only"
-    );
-    assert_eq!(values, vec![Some(b"1 2".to_vec())]);
+    assert!(matches!(round.written, Some(Ok(()))), "{round:?}");
+    let got = tokio::time::timeout(Duration::from_secs(2), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, b"node1 1 2");
 
     let denied = engine.run("CONFIG", &["GET", "masterauth"]).await;
     assert_eq!(
@@ -109,9 +127,9 @@ async fn the_daemon_acl_rules_are_exactly_enough() {
         );
     }
     let log: Vec<redis::Value> = acl(&mut conn, &["LOG"]).await;
-    // Exactly the refusals this test provoked (the canary of another prefix, CONFIG, SET
-    // and MGET of users' keys): the client's own handshake, INFO and the safety commands
-    // were all allowed.
+    // Exactly the refusals this test provoked (the canary of another prefix, twice over,
+    // which the log counts as one entry; CONFIG; SET and MGET of users' keys): the
+    // client's own handshake, INFO and the safety commands were all allowed.
     assert_eq!(log.len(), 4, "ACL LOG: {log:?}");
 }
 

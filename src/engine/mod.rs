@@ -9,7 +9,7 @@ pub mod resp;
 pub mod status;
 
 pub use info::{Info, InfoError};
-pub use pubsub::{CanaryWrite, Subscription};
+pub use pubsub::{CanaryRound, CanaryWrite, Subscription};
 pub use resp::Value;
 pub use status::{LinkSafety, LinkStatus, NodeError, NodeStatus, PeerLink, PeerRef};
 
@@ -315,17 +315,9 @@ impl Engine {
 
     /// A reply as a result: an error reply becomes `NoPermission` (NOPERM) or `Command`.
     fn refused(&self, command: &'static str, value: Value) -> Result<Value, EngineError> {
-        match value.error_code() {
-            Some("NOPERM") => Err(EngineError::NoPermission {
-                user: self.user().to_owned(),
-                command,
-                detail: error_text(value),
-            }),
-            Some(_) => Err(EngineError::Command {
-                command,
-                detail: error_text(value),
-            }),
-            None => Ok(value),
+        match value {
+            Value::Error(text) => Err(self.reply_error(command, &text)),
+            value => Ok(value),
         }
     }
 
@@ -398,13 +390,6 @@ fn unexpected(command: &'static str, reply: &Value) -> EngineError {
     EngineError::Command {
         command,
         detail: format!("unexpected reply {reply:.60?}"),
-    }
-}
-
-fn error_text(value: Value) -> String {
-    match value {
-        Value::Error(text) => text,
-        other => format!("{other:?}"),
     }
 }
 

@@ -14,6 +14,14 @@ pub struct CanaryWrite<'a> {
     pub announcement: &'a str,
 }
 
+/// What one canary round trip gave: the write's outcome (when there was one) and the
+/// canary keys read.
+#[derive(Debug)]
+pub struct CanaryRound {
+    pub written: Option<Result<(), EngineError>>,
+    pub read: Result<Vec<Option<Vec<u8>>>, EngineError>,
+}
+
 impl Engine {
     /// Several commands in one round trip on the shared connection, which nothing else
     /// uses meanwhile (so a `SELECT` among them holds for the ones after it). Error
@@ -65,44 +73,63 @@ impl Engine {
     /// canary key in `keys` read, each `None` when missing or not a string. Pipelined, so
     /// the engine wakes once for the three, and each peer once for the write and the
     /// announcement its replication stream carries together. The daemon's only writes,
-    /// to `keyfleet:` keys and channels only (daemon.acl). The outer error is the round
-    /// trip's; the inner one the write's, whose failure does not spoil the read.
+    /// to `keyfleet:` keys and channels only (daemon.acl).
+    ///
+    /// A pipelined announcement goes out even if its write is refused (OOM, READONLY),
+    /// and peers would time a write that never happened. So after a refused write the
+    /// caller asks for `cautious` rounds: the announcement is sent in a second round
+    /// trip, only once the write succeeded. The outer error is the round trip's; the
+    /// inner ones the write's and the read's, each reported on its own.
     pub async fn canary_round(
         &self,
         write: Option<CanaryWrite<'_>>,
         keys: &[&str],
-    ) -> Result<(Option<Result<(), EngineError>>, Vec<Option<Vec<u8>>>), EngineError> {
+        cautious: bool,
+    ) -> Result<CanaryRound, EngineError> {
         let mut commands = Vec::with_capacity(3);
         if let Some(w) = &write {
             commands.push(vec!["SET", w.key, w.value]);
-            commands.push(vec!["PUBLISH", w.channel, w.announcement]);
+            if !cautious {
+                commands.push(vec!["PUBLISH", w.channel, w.announcement]);
+            }
         }
         commands.push(
             std::iter::once("MGET")
                 .chain(keys.iter().copied())
                 .collect(),
         );
-        let mut replies = self.pipeline("MGET", &commands).await?.into_iter();
+        let mut replies = self.pipeline("canary", &commands).await?.into_iter();
         let mut reply = |command: &'static str| match replies.next() {
             Some(value) => self.refused(command, value),
             None => Err(unexpected(command, &Value::Nil)),
         };
-        let written = write.map(|_| {
-            let set = reply("SET");
-            let publish = reply("PUBLISH");
-            set.and(publish).map(drop)
+        let mut written = write.map(|_| {
+            let set = reply("SET").map(drop);
+            if cautious {
+                set
+            } else {
+                set.and(reply("PUBLISH").map(drop))
+            }
         });
-        let values = match reply("MGET")? {
-            Value::Array(values) if values.len() == keys.len() => values
+        let read = match reply("MGET") {
+            Ok(Value::Array(values)) if values.len() == keys.len() => Ok(values
                 .into_iter()
                 .map(|v| match v {
                     Value::Bulk(b) => Some(b),
                     _ => None,
                 })
-                .collect(),
-            other => return Err(unexpected("MGET", &other)),
+                .collect()),
+            Ok(other) => Err(unexpected("MGET", &other)),
+            Err(e) => Err(e),
         };
-        Ok((written, values))
+        if let (true, Some(w), Some(Ok(()))) = (cautious, &write, &written) {
+            written = Some(
+                self.run("PUBLISH", &[w.channel, w.announcement])
+                    .await
+                    .map(drop),
+            );
+        }
+        Ok(CanaryRound { written, read })
     }
 
     /// A connection of its own, subscribed to `channel`: read it with

@@ -14,8 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct PeerRef {
     pub name: String,
     pub host: String,
-    /// The port the replication link dials: the peer's `replication_port()`.
+    /// The peer's engine port, which it announces when it replicates from this node.
     pub engine_port: u16,
+    /// Where this node's engine dials the peer to replicate from it (`replication_port()`).
+    pub replication_port: u16,
 }
 
 impl From<&crate::config::Peer> for PeerRef {
@@ -23,7 +25,8 @@ impl From<&crate::config::Peer> for PeerRef {
         PeerRef {
             name: peer.name.clone(),
             host: peer.address.clone(),
-            engine_port: peer.replication_port(),
+            engine_port: peer.engine_port,
+            replication_port: peer.replication_port(),
         }
     }
 }
@@ -173,7 +176,7 @@ impl NodeStatus {
             .map(|p| PeerLink {
                 peer: p.name.clone(),
                 host: p.host.clone(),
-                port: p.engine_port,
+                port: p.replication_port,
                 status: LinkStatus::Down,
                 last_io_seconds: None,
                 down_since_seconds: None,
@@ -250,8 +253,17 @@ fn detect_engine(info: &Info, configured: EngineKind) -> EngineKind {
     }
 }
 
-fn same_address(peer: &PeerRef, host: &str, port: u16) -> bool {
-    peer.engine_port == port && peer.host.eq_ignore_ascii_case(host)
+/// Whether a master entry `host:port` is `peer`: the address this node dials it at.
+fn dials(peer: &PeerRef, host: &str, port: u16) -> bool {
+    peer.replication_port == port && peer.host.eq_ignore_ascii_case(host)
+}
+
+/// Whether a replica entry `host:port` is `peer`: a replica names the port it announces,
+/// its own engine port, or the port this node would dial it at (`keyfleet dev` makes
+/// its replicas announce their proxies).
+fn is_replica(peer: &PeerRef, host: &str, port: u16) -> bool {
+    (peer.engine_port == port || peer.replication_port == port)
+        && peer.host.eq_ignore_ascii_case(host)
 }
 
 /// Links of a replica or active replica: one per `master[_N]_*` block.
@@ -260,7 +272,7 @@ fn master_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
     let mut links: Vec<PeerLink> = peers
         .iter()
         .map(|peer| {
-            let Some(m) = masters.iter().find(|m| same_address(peer, m.host, m.port)) else {
+            let Some(m) = masters.iter().find(|m| dials(peer, m.host, m.port)) else {
                 return unlinked(peer, NOT_A_MASTER);
             };
             let status = if m.link_up {
@@ -271,7 +283,7 @@ fn master_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
             PeerLink {
                 peer: peer.name.clone(),
                 host: peer.host.clone(),
-                port: peer.engine_port,
+                port: peer.replication_port,
                 status,
                 last_io_seconds: m
                     .last_io_seconds_ago
@@ -288,7 +300,7 @@ fn master_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
         .collect();
     for m in masters
         .iter()
-        .filter(|m| !peers.iter().any(|p| same_address(p, m.host, m.port)))
+        .filter(|m| !peers.iter().any(|p| dials(p, m.host, m.port)))
     {
         links.push(PeerLink {
             peer: format!("{}:{}", m.host, m.port),
@@ -320,7 +332,7 @@ fn replica_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
     let mut links: Vec<PeerLink> = peers
         .iter()
         .map(|peer| {
-            let Some(r) = replicas.iter().find(|r| same_address(peer, r.ip, r.port)) else {
+            let Some(r) = replicas.iter().find(|r| is_replica(peer, r.ip, r.port)) else {
                 return unlinked(peer, NOT_A_REPLICA);
             };
             let up = r.state == "online";
@@ -339,7 +351,7 @@ fn replica_links(info: &Info, peers: &[PeerRef]) -> Vec<PeerLink> {
         .collect();
     for r in replicas
         .iter()
-        .filter(|r| !peers.iter().any(|p| same_address(p, r.ip, r.port)))
+        .filter(|r| !peers.iter().any(|p| is_replica(p, r.ip, r.port)))
     {
         let up = r.state == "online";
         links.push(PeerLink {
@@ -360,7 +372,7 @@ fn unlinked(peer: &PeerRef, reason: &'static str) -> PeerLink {
     PeerLink {
         peer: peer.name.clone(),
         host: peer.host.clone(),
-        port: peer.engine_port,
+        port: peer.replication_port,
         status: LinkStatus::Down,
         last_io_seconds: None,
         down_since_seconds: None,

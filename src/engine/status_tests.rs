@@ -18,6 +18,7 @@ fn peer(name: &str, port: u16) -> PeerRef {
         name: name.into(),
         host: "127.0.0.1".into(),
         engine_port: port,
+        replication_port: port,
     }
 }
 
@@ -277,4 +278,25 @@ fn rfc3339_dates() {
     assert_eq!(t(0), "1970-01-01T00:00:00.000Z");
     assert_eq!(t(951_827_696), "2000-02-29T12:34:56.000Z");
     assert_eq!(t(4_102_444_799), "2099-12-31T23:59:59.000Z");
+}
+
+#[test]
+fn a_tunnelled_peer_is_matched_as_master_by_where_it_is_dialled_and_as_replica_by_either_port() {
+    let peer = PeerRef {
+        name: "n2".into(),
+        host: "10.0.0.2".into(),
+        engine_port: 6379,
+        replication_port: 16379,
+    };
+    assert!(dials(&peer, "10.0.0.2", 16379));
+    assert!(
+        !dials(&peer, "10.0.0.2", 6379),
+        "this node dials the tunnel"
+    );
+    assert!(
+        is_replica(&peer, "10.0.0.2", 6379),
+        "a replica announces its own port"
+    );
+    assert!(is_replica(&peer, "10.0.0.2", 16379));
+    assert!(!is_replica(&peer, "10.0.0.3", 6379));
 }

@@ -20,6 +20,7 @@ fn peers() -> Vec<PeerRef> {
             name: name.into(),
             host: "127.0.0.1".into(),
             engine_port: port,
+            replication_port: port,
         })
         .to_vec()
 }

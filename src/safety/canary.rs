@@ -102,6 +102,8 @@ pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Sequence numbers start at the clock, so a restarted daemon's canaries are newer.
     let mut seq = u64::try_from(safety.clock.now_us() / 1000).unwrap_or(0);
+    // After a refused write, announce only writes that succeeded (`canary_round`).
+    let mut cautious = false;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -123,19 +125,31 @@ pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
         } else {
             None
         };
-        let result = match state.engine.canary_round(write, &key_refs).await {
-            Ok((written, values)) => {
-                let named: Vec<(String, Option<Vec<u8>>)> =
-                    keys.iter().map(|(n, _)| n.clone()).zip(values).collect();
-                safety.canaries_read(&named);
-                match written {
-                    Some(Err(e)) => Err((e.code(), format!("writing {own}: {e}"))),
+        let result = match state.engine.canary_round(write, &key_refs, cautious).await {
+            Ok(round) => {
+                let read = match round.read {
+                    Ok(values) => {
+                        let named: Vec<(String, Option<Vec<u8>>)> =
+                            keys.iter().map(|(n, _)| n.clone()).zip(values).collect();
+                        safety.canaries_read(&named);
+                        Ok(())
+                    }
+                    Err(e) => Err((e.code(), format!("reading the peers' canaries: {e}"))),
+                };
+                // The write's failure first, as it is the one peers notice.
+                let written = match round.written {
+                    Some(Err(e)) => {
+                        cautious = true;
+                        Err((e.code(), format!("writing {own}: {e}")))
+                    }
                     Some(Ok(())) => {
+                        cautious = false;
                         safety.lock().canary_writes += 1;
                         Ok(())
                     }
                     None => Ok(()),
-                }
+                };
+                written.and(read)
             }
             Err(e) => Err((e.code(), format!("the canary round trip: {e}"))),
         };

@@ -53,7 +53,8 @@ pub fn full_resyncs(text: &str, asker: &mut Option<String>) -> Vec<String> {
     out
 }
 
-/// The configured peer a replica name stands for: the same port, and the same address
+/// The configured peer a replica name stands for: the same port (its engine port, which
+/// a replica announces, or its replication port), and the same address
 /// when the peer's is written as one; else the name itself.
 pub fn peer_of(name: &str, peers: &[crate::config::Peer]) -> String {
     let (host, port) = match name.rsplit_once(':') {
@@ -63,7 +64,7 @@ pub fn peer_of(name: &str, peers: &[crate::config::Peer]) -> String {
     let port: Option<u16> = port.parse().ok();
     let same_port: Vec<&crate::config::Peer> = peers
         .iter()
-        .filter(|p| Some(p.replication_port()) == port)
+        .filter(|p| port.is_some_and(|port| port == p.engine_port || port == p.replication_port()))
         .collect();
     same_port
         .iter()
@@ -194,6 +195,13 @@ mod tests {
         // Two peers on the port and neither address: the name as it is.
         assert_eq!(peer_of("10.0.0.7:6379", &peers), "10.0.0.7:6379");
         assert_eq!(peer_of("[::1]:6379", &[peer("n", "::1", 6379)]), "n");
+        // A tunnelled peer announces its own port; its tunnel's port names it too.
+        let tunnelled = [crate::config::Peer {
+            replication_port: Some(16379),
+            ..peer("node2", "10.0.0.2", 6379)
+        }];
+        assert_eq!(peer_of("10.0.0.2:6379", &tunnelled), "node2");
+        assert_eq!(peer_of("10.0.0.2:16379", &tunnelled), "node2");
     }
 
     #[test]
