@@ -7,6 +7,7 @@
 mod lock;
 mod node_toml;
 mod nodes;
+mod partition;
 pub mod proxy;
 mod ready;
 mod s3;
@@ -129,7 +130,7 @@ pub fn on_path(bin: &str) -> Option<PathBuf> {
 
 pub fn main(args: DevArgs) -> u8 {
     if let Some(action) = &args.action {
-        return proxy::act(action);
+        return partition::act(action);
     }
     match run(args) {
         Ok(()) => 0,
@@ -191,20 +192,11 @@ fn run(args: DevArgs) -> Result<(), String> {
     let _ = std::fs::remove_file(dir.join("fleet.json"));
     let me = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let mut mesh = if args.partitionable {
-        let mut proxies = Vec::new();
-        for from in &nodes {
-            for to in nodes.iter().filter(|t| t.name != from.name) {
-                for carries in [proxy::Carries::Replication, proxy::Carries::Reads] {
-                    proxies.push(proxy::Proxy::start(
-                        &from.name,
-                        &to.name,
-                        carries,
-                        to.engine_port,
-                    )?);
-                }
-            }
-        }
-        let mut mesh = proxy::Mesh::new(proxies);
+        let engines: Vec<(&str, u16)> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.engine_port))
+            .collect();
+        let mut mesh = proxy::Mesh::start(&engines)?;
         mesh.reset_files(&dir)?;
         Some(mesh)
     } else {

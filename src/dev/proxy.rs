@@ -7,22 +7,15 @@
 //! daemons' API traffic goes through neither, so the daemons still see each other, as
 //! the operators of a real fleet partitioned between engines would.
 //!
-//! `keyfleet dev partition NODE... --dir DIR` cuts both proxies of every link of NODE (a
-//! network partition); with `--replication-only` only the replication proxies, so the
-//! daemons still read every engine and can watch the nodes drift apart (a replication
-//! outage, as a broken replication user or a resync loop would make). It writes
-//! `DIR/partition.json` (the nodes cut off, the kind, a generation number); the running
-//! `dev` applies it and writes the generation back to `DIR/partition-applied.json`, which
-//! the command waits for.
+//! What to cut comes from `partition.json` (`super::partition`); `Mesh::poll` applies it.
 
-use std::collections::BTreeSet;
+use super::partition::{Partition, applied_path, read_partition, request_path, write_atomically};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// What a proxy carries from `from` to `to`'s engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,41 +155,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
     let _ = to.shutdown(Shutdown::Write);
 }
 
-/// What `partition.json` says: the nodes cut off from every other, whether only their
-/// replication is cut, and a generation that `partition-applied.json` echoes once applied.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Partition {
-    pub generation: u64,
-    pub cut: BTreeSet<String>,
-    #[serde(default)]
-    pub replication_only: bool,
-}
-
-impl Partition {
-    /// Whether `proxy` is cut under this partition.
-    fn cuts(&self, proxy: &Proxy) -> bool {
-        (self.cut.contains(&proxy.from) || self.cut.contains(&proxy.to))
-            && (proxy.carries == Carries::Replication || !self.replication_only)
-    }
-}
-
-fn request_path(dir: &Path) -> PathBuf {
-    dir.join("partition.json")
-}
-
-fn applied_path(dir: &Path) -> PathBuf {
-    dir.join("partition-applied.json")
-}
-
-fn read_partition(path: &Path) -> Option<Partition> {
-    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
-}
-
-fn write_atomically(path: &Path, p: &Partition) -> Result<(), String> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string(p).expect("json") + "\n";
-    std::fs::write(&tmp, text).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+/// Whether `proxy` is cut under `partition`.
+fn cuts(partition: &Partition, proxy: &Proxy) -> bool {
+    (partition.cut.contains(&proxy.from) || partition.cut.contains(&proxy.to))
+        && (proxy.carries == Carries::Replication || !partition.replication_only)
 }
 
 /// The proxies of a partitionable fleet, and the partition they apply.
@@ -206,11 +168,20 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    pub fn new(proxies: Vec<Proxy>) -> Mesh {
-        Mesh {
+    /// Both proxies of every directed link between `engines` (name, engine port).
+    pub fn start(engines: &[(&str, u16)]) -> Result<Mesh, String> {
+        let mut proxies = Vec::new();
+        for (from, _) in engines {
+            for (to, port) in engines.iter().filter(|(t, _)| t != from) {
+                for carries in [Carries::Replication, Carries::Reads] {
+                    proxies.push(Proxy::start(from, to, carries, *port)?);
+                }
+            }
+        }
+        Ok(Mesh {
             proxies,
             applied: Partition::default(),
-        }
+        })
     }
 
     /// The port node `from`'s engine (`Replication`) or daemon (`Reads`) dials to reach
@@ -253,7 +224,7 @@ impl Mesh {
             return None;
         }
         for p in &self.proxies {
-            let cut = wanted.cuts(p);
+            let cut = cuts(&wanted, p);
             if cut != p.is_cut() {
                 p.set_cut(cut);
             }
@@ -262,25 +233,19 @@ impl Mesh {
             return Some(format!("cannot confirm the partition: {e}"));
         }
         self.applied = wanted;
-        let replication = |p: &&Proxy| p.carries == Carries::Replication;
-        let links = self.proxies.iter().filter(replication).count();
-        let cut_links = self
+        let links: Vec<&Proxy> = self
             .proxies
             .iter()
-            .filter(replication)
-            .filter(|p| p.is_cut())
-            .count();
+            .filter(|p| p.carries == Carries::Replication)
+            .collect();
+        let cut_links = links.iter().filter(|p| p.is_cut()).count();
         Some(if self.applied.cut.is_empty() {
             "healed: every engine link restored".to_owned()
         } else {
             format!(
-                "partition: {} cut off ({cut_links} of {links} directed replication links cut{})",
-                self.applied
-                    .cut
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                "partition: {} cut off ({cut_links} of {} directed replication links cut{})",
+                self.applied.names(),
+                links.len(),
                 if self.applied.replication_only {
                     "; the daemons still read every engine"
                 } else {
@@ -289,114 +254,6 @@ impl Mesh {
             )
         })
     }
-}
-
-/// `keyfleet dev partition NODE...` and `keyfleet dev heal`: the exit status.
-pub fn act(action: &super::DevAction) -> u8 {
-    let (dir, nodes, heal, replication_only) = match action {
-        super::DevAction::Partition {
-            nodes,
-            dir,
-            replication_only,
-        } => (dir, nodes.as_slice(), false, *replication_only),
-        super::DevAction::Heal { dir } => (dir, &[][..], true, false),
-    };
-    match request(dir, nodes, heal, replication_only) {
-        Ok(p) if p.cut.is_empty() => {
-            println!(
-                "healed: every engine link of the fleet in {} restored",
-                dir.display()
-            );
-            0
-        }
-        Ok(p) => {
-            let cut: Vec<_> = p.cut.into_iter().collect();
-            println!(
-                "cut off from the other engines{}: {} (heal with `keyfleet dev heal --dir {}`)",
-                if p.replication_only {
-                    " (replication only)"
-                } else {
-                    ""
-                },
-                cut.join(", "),
-                super::shell_word(&dir.display().to_string())
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("keyfleet dev: {e}");
-            1
-        }
-    }
-}
-
-/// `keyfleet dev partition` / `heal`: asks the running `dev` in `dir` to cut off `nodes`
-/// (added to those already cut; `replication_only`: cut only their replication) or, with
-/// `heal`, to restore every link; waits up to 5 s for it to apply.
-pub fn request(
-    dir: &Path,
-    nodes: &[String],
-    heal: bool,
-    replication_only: bool,
-) -> Result<Partition, String> {
-    let fleet: serde_json::Value = std::fs::read_to_string(dir.join("fleet.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| {
-            format!(
-                "no running fleet in {}: start one with `keyfleet dev --partitionable --dir {}`",
-                dir.display(),
-                dir.display()
-            )
-        })?;
-    if fleet["partitionable"] != true {
-        return Err(format!(
-            "the fleet in {} was started without --partitionable: its engines are linked \
-             directly; restart it with `keyfleet dev --partitionable`",
-            dir.display()
-        ));
-    }
-    let names: Vec<&str> = fleet["nodes"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|n| n["name"].as_str()).collect())
-        .unwrap_or_default();
-    if let Some(unknown) = nodes.iter().find(|n| !names.contains(&n.as_str())) {
-        return Err(format!(
-            "`{unknown}` is not a node of this fleet ({})",
-            names.join(", ")
-        ));
-    }
-    let current = read_partition(&request_path(dir)).unwrap_or_default();
-    if !heal && !current.cut.is_empty() && current.replication_only != replication_only {
-        return Err(format!(
-            "{} already cut off {}: heal first (`keyfleet dev heal --dir {}`)",
-            current.cut.iter().cloned().collect::<Vec<_>>().join(", "),
-            if current.replication_only {
-                "with --replication-only"
-            } else {
-                "entirely"
-            },
-            dir.display()
-        ));
-    }
-    let mut next = Partition {
-        generation: current.generation + 1,
-        cut: if heal { BTreeSet::new() } else { current.cut },
-        replication_only: !heal && replication_only,
-    };
-    next.cut.extend(nodes.iter().cloned());
-    write_atomically(&request_path(dir), &next)?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if read_partition(&applied_path(dir)).is_some_and(|a| a.generation >= next.generation) {
-            return Ok(next);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Err(format!(
-        "the fleet in {} did not apply the change within 5 s: is its `keyfleet dev` still running?",
-        dir.display()
-    ))
 }
 
 #[cfg(test)]

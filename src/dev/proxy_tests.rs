@@ -1,4 +1,6 @@
 use super::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 #[test]
 fn a_cut_proxy_resets_its_connections_and_refuses_new_ones() {
@@ -45,16 +47,7 @@ fn a_cut_proxy_resets_its_connections_and_refuses_new_ones() {
 #[test]
 fn partition_files_are_applied_once_and_confirmed() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = ["n1", "n2", "n3"];
-    let mut proxies = Vec::new();
-    for from in nodes {
-        for to in nodes.iter().filter(|t| **t != from) {
-            for carries in [Carries::Replication, Carries::Reads] {
-                proxies.push(Proxy::start(from, to, carries, 1).unwrap());
-            }
-        }
-    }
-    let mut mesh = Mesh::new(proxies);
+    let mut mesh = Mesh::start(&[("n1", 1), ("n2", 1), ("n3", 1)]).unwrap();
     mesh.reset_files(dir.path()).unwrap();
     assert_eq!(mesh.poll(dir.path()), None);
     let cut_now = |mesh: &Mesh| -> Vec<String> {
@@ -98,11 +91,4 @@ fn partition_files_are_applied_once_and_confirmed() {
         cut_now(&mesh),
         ["n1>n3", "n2>n3", "n3>n1", "n3>n2"].map(|l| format!("{l} Replication"))
     );
-}
-
-#[test]
-fn a_partition_file_without_the_kind_cuts_everything() {
-    // The file an earlier keyfleet wrote has no `replication_only`.
-    let p: Partition = serde_json::from_str(r#"{"generation": 3, "cut": ["n1"]}"#).unwrap();
-    assert!(!p.replication_only);
 }

@@ -4,6 +4,7 @@
 //! password, and leaves what a reply means to `info` and `status`.
 
 pub mod info;
+mod links;
 mod pubsub;
 pub mod resp;
 pub mod status;

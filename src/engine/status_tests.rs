@@ -1,6 +1,7 @@
 //! Status built from every capture in `fixtures/info/`, asserting their real values.
 
 use super::*;
+use crate::engine::links::{NEVER_UP, NOT_A_MASTER, NOT_A_PEER, NOT_A_REPLICA, dials, is_replica};
 use std::time::Duration;
 
 const KEYDB_ALL_UP: &str = include_str!("../../fixtures/info/keydb-6.3.4-multimaster-all-up.info");
