@@ -76,6 +76,35 @@ class Load(threading.Thread):
         c.close()
 
 
+def thread_cpu(pid, tid):
+    """utime + stime of thread `tid` of `pid`, in seconds (0 once it is gone)."""
+    try:
+        fields = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_threads(pid, seconds=1.0):
+    """The KeyDB engine's worker threads (the event loops that run the commands): the
+    threads seen waiting in epoll_wait over `seconds`. The others are its time thread
+    (which updates the cached clock in a tight loop while any worker is awake), the bio
+    threads, jemalloc's and the main thread, which only waits."""
+    seen = set()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                if open(f"/proc/{pid}/task/{tid}/wchan").read().strip() == "do_epoll_wait":
+                    seen.add(int(tid))
+            except FileNotFoundError:
+                pass
+        time.sleep(0.02)
+    if not seen:
+        sys.exit(f"engine {pid}: no thread waits in epoll_wait; is it a keydb-server?")
+    return sorted(seen)
+
+
 def signal_all(pids, sig):
     for pid in pids:
         os.kill(pid, sig)
@@ -131,9 +160,13 @@ def start_variant_daemons(keyfleet, fleet, dev_dir, work, mode):
     return procs
 
 
-def run_phase(name, window, rounds, modes, engines, groups, settle, load=None):
-    """`rounds` rounds of one window per mode: per window, each engine's CPU and that of the
-    daemons running in it. `groups`: mode -> the daemon pids running in that mode."""
+def run_phase(name, window, rounds, modes, engines, workers, groups, settle, load=None):
+    """`rounds` rounds of one window per mode: per window, each engine's CPU, that of its
+    worker threads (`workers`: node -> tids) and that of the daemons running in it.
+    `groups`: mode -> the daemon pids running in that mode."""
+    def worker_cpu():
+        return {n: sum(thread_cpu(engines[n], t) for t in workers[n]) for n in engines}
+
     every = sorted({pid for pids in groups.values() for pid in pids})
     out = []
     for r in range(rounds):
@@ -147,20 +180,24 @@ def run_phase(name, window, rounds, modes, engines, groups, settle, load=None):
             wait_stopped(running, False)
             time.sleep(settle)
             e0 = {n: cpu_seconds(pid) for n, pid in engines.items()}
+            w0 = worker_cpu()
             d0 = {pid: cpu_seconds(pid) for pid in running}
             ops0 = load.done if load else 0
             t0 = time.monotonic()
             time.sleep(window)
             dt = time.monotonic() - t0
             e1 = {n: cpu_seconds(pid) for n, pid in engines.items()}
+            w1 = worker_cpu()
             d1 = {pid: cpu_seconds(pid) for pid in running}
             row = {"phase": name, "round": r, "mode": mode, "seconds": dt,
                    "engine_cpu": {n: e1[n] - e0[n] for n in engines},
+                   "worker_cpu": {n: w1[n] - w0[n] for n in engines},
                    "daemon_cpu": sum(d1[p] - d0[p] for p in running),
                    "ops": (load.done - ops0) if load else 0}
             out.append(row)
             print(f"  {name:4} round {r} {mode:7} {dt:6.1f} s  engines "
                   + " ".join(f"{v:.2f}" for v in row["engine_cpu"].values())
+                  + "  workers " + " ".join(f"{v:.2f}" for v in row["worker_cpu"].values())
                   + f"  daemons {row['daemon_cpu']:.2f}" + (f"  ops {row['ops']}" if load else ""),
                   file=sys.stderr, flush=True)
     return out
@@ -202,11 +239,12 @@ T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 
        20: 2.09, 25: 2.06, 30: 2.04}
 
 
-def contrast(rows, phase, mode, base, scale=1.0):
-    """The engines' summed CPU in `mode` minus `base`, paired by round, divided by `scale`:
-    (mean, 95% half-width, mean as % of the base's mean, the same for the half-width)."""
+def contrast(rows, phase, mode, base, scale=1.0, meter=lambda r: sum(r["engine_cpu"].values())):
+    """`meter` (by default the engines' summed CPU) in `mode` minus `base`, paired by
+    round, divided by `scale`: (mean, 95% half-width, mean as % of the base's mean, the
+    same for the half-width)."""
     def sums(m):
-        return [sum(r["engine_cpu"].values()) for r in rows if r["phase"] == phase and r["mode"] == m]
+        return [meter(r) for r in rows if r["phase"] == phase and r["mode"] == m]
     a, b = sums(mode), sums(base)
     diffs = [(x - y) / scale for x, y in zip(a, b)]
     mean = statistics.mean(diffs)
@@ -227,10 +265,15 @@ def print_contrasts(rows, phase, modes):
     lines = [("on - off", "on", 1.0)]
     if "amp10" in modes:
         lines += [("amp10 - off", "amp10", 1.0), ("(amp10 - off) / 10", "amp10", 10.0)]
-    print(f"  the checks' cost, summed engine CPU, mean of the paired rounds with its 95% interval:")
-    for label, mode, scale in lines:
-        m, h, mp, hp = contrast(rows, phase, mode, "off", scale)
-        print(f"    {label:20} {m:+.3f} ± {h:.3f} s per window = {mp:+.2f}% ± {hp:.2f}% of the engines' CPU without them")
+    meters = [("summed engine CPU", lambda r: sum(r["engine_cpu"].values()), "the engines' CPU"),
+              ("the engines' worker threads", lambda r: sum(r["worker_cpu"].values()), "their CPU"),
+              ("the engines' other threads (the time thread)",
+               lambda r: sum(r["engine_cpu"].values()) - sum(r["worker_cpu"].values()), "their CPU")]
+    for title, meter, of in meters:
+        print(f"  the checks' cost, {title}, mean of the paired rounds with its 95% interval:")
+        for label, mode, scale in lines:
+            m, h, mp, hp = contrast(rows, phase, mode, "off", scale, meter)
+            print(f"    {label:20} {m:+.3f} ± {h:.3f} s per window = {mp:+.2f}% ± {hp:.2f}% of {of} without them")
 
 
 def print_summary(label, s, modes):
@@ -294,6 +337,7 @@ def main():
         engines = {n["name"]: n["engine_pid"] for n in fleet["nodes"]}
         daemons = [n["daemon_pid"] for n in fleet["nodes"]]
         port1 = int(fleet["nodes"][0]["engine_addr"].rsplit(":", 1)[1])
+        workers = {n: worker_threads(pid) for n, pid in engines.items()}
         modes = ["on", "stopped"]
         groups = {"on": daemons, "stopped": []}
         for mode in (["off"] if args.safety_off else []) + (["amp10"] if args.amplify else []):
@@ -303,11 +347,11 @@ def main():
             groups[mode] = [p.pid for p in procs]
         time.sleep(3)  # the canaries and first skew reads are made
         version = subprocess.run([keyfleet, "--version"], capture_output=True, text=True).stdout.strip()
-        rows = run_phase("idle", args.idle_window, idle_rounds, modes, engines, groups, args.settle)
+        rows = run_phase("idle", args.idle_window, idle_rounds, modes, engines, workers, groups, args.settle)
         load = Load(port1, args.rate)
         load.start()
         time.sleep(max(args.settle, 3))  # the keyspace fills, replication settles
-        rows += run_phase("load", args.load_window, args.rounds, modes, engines, groups, args.settle, load)
+        rows += run_phase("load", args.load_window, args.rounds, modes, engines, workers, groups, args.settle, load)
         load.stop.set()
         load.join(5)
         # Continue every dev daemon again: their links and state must be intact.
