@@ -24,9 +24,10 @@ def wait_port(port, timeout=10):
     sys.exit(f"nothing listening on {port}")
 
 
-def cpu_seconds(pid):
-    """utime + stime of `pid`, in seconds."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+def cpu_seconds(pid, tid=None):
+    """utime + stime of `pid` (or of its thread `tid`), in seconds."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    fields = open(path).read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -76,15 +76,6 @@ class Load(threading.Thread):
         c.close()
 
 
-def thread_cpu(pid, tid):
-    """utime + stime of thread `tid` of `pid`, in seconds (0 once it is gone)."""
-    try:
-        fields = open(f"/proc/{pid}/task/{tid}/stat").read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def worker_threads(pid, seconds=1.0):
     """The KeyDB engine's worker threads (the event loops that run the commands): the
     threads seen waiting in epoll_wait over `seconds`. The others are its time thread
@@ -165,7 +156,7 @@ def run_phase(name, window, rounds, modes, engines, workers, groups, settle, loa
     worker threads (`workers`: node -> tids) and that of the daemons running in it.
     `groups`: mode -> the daemon pids running in that mode."""
     def worker_cpu():
-        return {n: sum(thread_cpu(engines[n], t) for t in workers[n]) for n in engines}
+        return {n: sum(cpu_seconds(engines[n], t) for t in workers[n]) for n in engines}
 
     every = sorted({pid for pids in groups.values() for pid in pids})
     out = []
