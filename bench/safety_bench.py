@@ -6,7 +6,7 @@ A 3-node `keyfleet dev --no-s3` fleet (KeyDB multi-master). Each engine's CPU
 
   on       the daemons running, safety checks at their defaults (canary SET, PUBLISH
            and MGET in one round trip every second, TIME x5 per peer every 10 s, the
-           divergence sampler at 20 keys/s, a fleet view every 5 s);
+           divergence sampler at 20 keys/s in 5 s rounds, a fleet view every 5 s);
   stopped  every daemon SIGSTOPped: the engines keep their replication links and the
            client load, but no daemon traffic at all (the poller's INFO included);
   off      (with --safety-off) the dev daemons SIGSTOPped and, in their place, one daemon
@@ -29,9 +29,18 @@ mean of the rounds' paired differences with its 95% interval (Student's t); amp1
 divided by ten, measures the same cost at ten times the signal, assuming it scales with
 the checks' rates (the engine is awake for the load anyway).
 
+Besides the CPU of each engine and of its worker threads, every window counts the
+wake-ups (voluntary context switches) of the workers and of the other threads: KeyDB
+6.3.4 spins on its locks for about a millisecond each time its worker wakes (its time
+thread loops while any worker is awake), so at idle what the checks cost the engine
+is mostly how often they wake it. With --perf, each window is also profiled (perf
+record, cpu-clock, one sample per 250 us of CPU) and each engine's CPU is split into
+the lock spin (fastlock_*) and the rest, the work itself; the contrasts are printed
+for both.
+
 Usage: bench/safety_bench.py [--keyfleet target/release/keyfleet] [--idle-window 60]
        [--load-window 30] [--rounds 3] [--idle-rounds N] [--rate 2000]
-       [--safety-off [--amplify]] [--json]
+       [--safety-off [--amplify] [--no-stopped]] [--perf] [--json]
 Engine: $KEYFLEET_KEYDB_SERVER (a keydb-server; required). Everything on 127.0.0.1.
 """
 import argparse, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
@@ -96,6 +105,64 @@ def worker_threads(pid, seconds=1.0):
     return sorted(seen)
 
 
+def wakeups(pid, tids):
+    """Voluntary context switches of `pid`'s threads `tids`, summed: each is one wait
+    (epoll_wait, a lock, a sleep) that ended with the thread woken again."""
+    total = 0
+    for tid in tids:
+        try:
+            for line in open(f"/proc/{pid}/task/{tid}/status"):
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def all_threads(pid):
+    return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+
+
+# perf's sampling period: one sample per this much CPU time (cpu-clock, ns).
+PERF_PERIOD_NS = 250_000
+# KeyDB's lock spin: what its threads run while they wait on a fastlock.
+SPIN_SYMBOLS = {"fastlock_lock", "fastlock_trylock", "fastlock_sleep"}
+
+
+def perf_record(pids, window, path):
+    """`perf record` of `pids` over `window` seconds, into `path`."""
+    subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-c", str(PERF_PERIOD_NS),
+                    "-p", ",".join(str(p) for p in pids), "-o", path, "--", "sleep", str(window)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def perf_split(pids, path):
+    """Per pid of a `perf_record` profile: (CPU seconds outside the lock spin, in the
+    spin), from the samples' symbols. Needs a keydb-server with symbols (its own build
+    keeps them)."""
+    # Each line: "PID/TID IP SYMBOL" (the symbol is missing where none resolves).
+    out = subprocess.run(["perf", "script", "-i", path, "-F", "pid,tid,ip,sym"], check=True,
+                         capture_output=True, text=True).stdout
+    busy = {p: 0 for p in pids}
+    spin = {p: 0 for p in pids}
+    for line in out.splitlines():
+        words = line.split()
+        if not words or "/" not in words[0]:
+            continue
+        pid = int(words[0].split("/")[0])
+        if pid not in busy:
+            continue
+        sym = words[2] if len(words) > 2 else ""
+        if sym.split("+")[0] in SPIN_SYMBOLS:
+            spin[pid] += 1
+        else:
+            busy[pid] += 1
+    if not any(spin.values()) and sum(busy.values()) > 1000:
+        sys.exit(f"{path}: no sample in {sorted(SPIN_SYMBOLS)}; does the engine have its symbols?")
+    sec = PERF_PERIOD_NS / 1e9
+    return {p: (busy[p] * sec, spin[p] * sec) for p in pids}
+
+
 def signal_all(pids, sig):
     for pid in pids:
         os.kill(pid, sig)
@@ -151,12 +218,19 @@ def start_variant_daemons(keyfleet, fleet, dev_dir, work, mode):
     return procs
 
 
-def run_phase(name, window, rounds, modes, engines, workers, groups, settle, load=None):
+def run_phase(name, window, rounds, modes, engines, workers, groups, settle, load=None, perf_dir=None):
     """`rounds` rounds of one window per mode: per window, each engine's CPU, that of its
-    worker threads (`workers`: node -> tids) and that of the daemons running in it.
+    worker threads (`workers`: node -> tids), the wake-ups of its workers and of its
+    other threads, and the CPU of the daemons running in it. With `perf_dir`, each
+    window is also profiled: each engine's CPU outside KeyDB's lock spin and in it.
     `groups`: mode -> the daemon pids running in that mode."""
     def worker_cpu():
         return {n: sum(cpu_seconds(engines[n], t) for t in workers[n]) for n in engines}
+
+    def woken():
+        w = {n: wakeups(engines[n], workers[n]) for n in engines}
+        rest = {n: wakeups(engines[n], all_threads(engines[n])) - w[n] for n in engines}
+        return w, rest
 
     every = sorted({pid for pids in groups.values() for pid in pids})
     out = []
@@ -173,25 +247,46 @@ def run_phase(name, window, rounds, modes, engines, workers, groups, settle, loa
             e0 = {n: cpu_seconds(pid) for n, pid in engines.items()}
             w0 = worker_cpu()
             d0 = {pid: cpu_seconds(pid) for pid in running}
+            k0, o0 = woken()
             ops0 = load.done if load else 0
             t0 = time.monotonic()
-            time.sleep(window)
+            if perf_dir:
+                perf_record(list(engines.values()), window, os.path.join(perf_dir, "perf.data"))
+            else:
+                time.sleep(window)
             dt = time.monotonic() - t0
             e1 = {n: cpu_seconds(pid) for n, pid in engines.items()}
             w1 = worker_cpu()
+            k1, o1 = woken()
             d1 = {pid: cpu_seconds(pid) for pid in running}
+            ops1 = load.done if load else 0
+            # The profile is read after the window has closed: its CPU is not counted.
+            if perf_dir:
+                profile = perf_split(list(engines.values()), os.path.join(perf_dir, "perf.data"))
             row = {"phase": name, "round": r, "mode": mode, "seconds": dt,
                    "engine_cpu": {n: e1[n] - e0[n] for n in engines},
                    "worker_cpu": {n: w1[n] - w0[n] for n in engines},
+                   "worker_wakeups": {n: k1[n] - k0[n] for n in engines},
+                   "other_wakeups": {n: o1[n] - o0[n] for n in engines},
                    "daemon_cpu": sum(d1[p] - d0[p] for p in running),
-                   "ops": (load.done - ops0) if load else 0}
+                   "ops": ops1 - ops0}
+            if perf_dir:
+                row["busy_cpu"] = {n: profile[pid][0] for n, pid in engines.items()}
+                row["spin_cpu"] = {n: profile[pid][1] for n, pid in engines.items()}
             out.append(row)
             print(f"  {name:4} round {r} {mode:7} {dt:6.1f} s  engines "
                   + " ".join(f"{v:.2f}" for v in row["engine_cpu"].values())
                   + "  workers " + " ".join(f"{v:.2f}" for v in row["worker_cpu"].values())
+                  + "  wake-ups " + " ".join(str(v) for v in row["worker_wakeups"].values())
+                  + (("  busy " + " ".join(f"{v:.2f}" for v in row["busy_cpu"].values())) if perf_dir else "")
                   + f"  daemons {row['daemon_cpu']:.2f}" + (f"  ops {row['ops']}" if load else ""),
                   file=sys.stderr, flush=True)
     return out
+
+
+def bases(modes):
+    """The modes "on" is compared with, in the summary's columns."""
+    return [m for m in ("stopped", "off") if m in modes]
 
 
 def summarise(rows, phase, modes, names, window):
@@ -205,17 +300,15 @@ def summarise(rows, phase, modes, names, window):
     res = {"window_s": window, "rounds": rounds, "engines": {}}
     for node in names + [None]:
         key = node or "sum"
-        on, stopped = per_round("on", node), per_round("stopped", node)
-        e = {"on": statistics.median(on), "stopped": statistics.median(stopped),
-             "diff_vs_stopped": statistics.median([a - b for a, b in zip(on, stopped)]),
-             "on_rounds": on, "stopped_rounds": stopped}
-        e["diff_vs_stopped_pct"] = 100 * e["diff_vs_stopped"] / e["stopped"] if e["stopped"] else None
-        if "off" in modes:
-            off = per_round("off", node)
-            e["off"] = statistics.median(off)
-            e["off_rounds"] = off
-            e["diff_vs_off"] = statistics.median([a - b for a, b in zip(on, off)])
-            e["diff_vs_off_pct"] = 100 * e["diff_vs_off"] / e["off"] if e["off"] else None
+        on = per_round("on", node)
+        e = {"on": statistics.median(on), "on_rounds": on}
+        for base in bases(modes):
+            other = per_round(base, node)
+            diff = statistics.median([a - b for a, b in zip(on, other)])
+            e[base] = statistics.median(other)
+            e[f"{base}_rounds"] = other
+            e[f"diff_vs_{base}"] = diff
+            e[f"diff_vs_{base}_pct"] = 100 * diff / e[base] if e[base] else None
         res["engines"][key] = e
     res["daemons_on"] = statistics.median([r["daemon_cpu"] for r in by["on"]])
     if "off" in modes:
@@ -233,9 +326,13 @@ T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 
 def contrast(rows, phase, mode, base, scale=1.0, meter=lambda r: sum(r["engine_cpu"].values())):
     """`meter` (by default the engines' summed CPU) in `mode` minus `base`, paired by
     round, divided by `scale`: (mean, 95% half-width, mean as % of the base's mean, the
-    same for the half-width)."""
+    same for the half-width). Each window's figure is first brought to the phase's mean
+    window length, as windows differ by a few tenths of a second (more with --perf)."""
+    phase_rows = [r for r in rows if r["phase"] == phase]
+    length = statistics.mean(r["seconds"] for r in phase_rows)
+
     def sums(m):
-        return [meter(r) for r in rows if r["phase"] == phase and r["mode"] == m]
+        return [meter(r) * length / r["seconds"] for r in phase_rows if r["mode"] == m]
     a, b = sums(mode), sums(base)
     diffs = [(x - y) / scale for x, y in zip(a, b)]
     mean = statistics.mean(diffs)
@@ -260,29 +357,45 @@ def print_contrasts(rows, phase, modes):
               ("the engines' worker threads", lambda r: sum(r["worker_cpu"].values()), "their CPU"),
               ("the engines' other threads (the time thread)",
                lambda r: sum(r["engine_cpu"].values()) - sum(r["worker_cpu"].values()), "their CPU")]
+    if "busy_cpu" in rows[0]:
+        meters += [("the engines' CPU outside the lock spin (perf)", lambda r: sum(r["busy_cpu"].values()),
+                    "the engines' CPU outside the spin"),
+                   ("the engines' CPU in the lock spin (perf)", lambda r: sum(r["spin_cpu"].values()),
+                    "the engines' CPU in the spin")]
     for title, meter, of in meters:
         print(f"  the checks' cost, {title}, mean of the paired rounds with its 95% interval:")
         for label, mode, scale in lines:
             m, h, mp, hp = contrast(rows, phase, mode, "off", scale, meter)
             print(f"    {label:20} {m:+.3f} ± {h:.3f} s per window = {mp:+.2f}% ± {hp:.2f}% of {of} without them")
+    counts = [("the workers' wake-ups", lambda r: sum(r["worker_wakeups"].values())),
+              ("the other threads' wake-ups", lambda r: sum(r["other_wakeups"].values()))]
+    for title, meter in counts:
+        print(f"  {title} (summed over the engines), per second:")
+        for label, mode, scale in lines[:1]:
+            m, h, mp, hp = contrast(rows, phase, mode, "off", scale, meter)
+            secs = statistics.mean(r["seconds"] for r in rows if r["phase"] == phase)
+            base = statistics.mean(meter(r) for r in rows if r["phase"] == phase and r["mode"] == "off")
+            print(f"    without the checks {base / secs:8.1f}; {label} {m / secs:+.1f} ± {h / secs:.1f} ({mp:+.1f}%)")
 
 
 def print_summary(label, s, modes):
     off = "off" in modes
     print(f"{label}: {s['window_s']:.0f} s windows, {s['rounds']} round{'s' if s['rounds'] != 1 else ''}, medians (CPU seconds per window)")
-    head = f"{'engine':8}{'on':>8}{'stopped':>9}{'on-stop':>9}{'%':>7}"
-    if off:
-        head += f"{'off':>8}{'on-off':>9}{'%':>7}"
+    short = {"stopped": "stop", "off": "off"}
+    head = f"{'engine':8}{'on':>8}"
+    for base in bases(modes):
+        head += f"{base:>9}{'on-' + short[base]:>9}{'%':>7}"
     print(head)
     pct = lambda v: f"{v:>7.1f}" if v is not None else f"{'-':>7}"
     for node, e in s["engines"].items():
-        line = f"{node:8}{e['on']:>8.2f}{e['stopped']:>9.2f}{e['diff_vs_stopped']:>9.3f}{pct(e['diff_vs_stopped_pct'])}"
-        if off:
-            line += f"{e['off']:>8.2f}{e['diff_vs_off']:>9.3f}{pct(e['diff_vs_off_pct'])}"
+        line = f"{node:8}{e['on']:>8.2f}"
+        for base in bases(modes):
+            line += f"{e[base]:>9.2f}{e[f'diff_vs_{base}']:>9.3f}{pct(e[f'diff_vs_{base}_pct'])}"
         print(line)
     sums = s["engines"]["sum"]
-    diffs = [a - b for a, b in zip(sums["on_rounds"], sums["stopped_rounds"])]
-    print(f"  sum on-stopped per round: " + ", ".join(f"{d:+.3f}" for d in diffs))
+    for base in bases(modes):
+        diffs = [a - b for a, b in zip(sums["on_rounds"], sums[f"{base}_rounds"])]
+        print(f"  sum on-{short[base]} per round: " + ", ".join(f"{d:+.3f}" for d in diffs))
     line = (f"  daemons' own CPU in 'on' windows (3 daemons): {s['daemons_on']:.2f} s "
             f"({100 * s['daemons_on'] / s['window_s']:.2f}% of one core)")
     if off:
@@ -305,10 +418,19 @@ def main():
     ap.add_argument("--amplify", action="store_true",
                     help="also windows with daemons running every check ten times as often (needs --safety-off)")
     ap.add_argument("--idle-rounds", type=int, help="rounds of the idle phase (default: --rounds)")
+    ap.add_argument("--no-stopped", action="store_true",
+                    help="no windows with every daemon stopped (needs --safety-off): on and off only, "
+                         "so more rounds fit in the same time")
+    ap.add_argument("--perf", action="store_true",
+                    help="profile every window with perf: the engines' CPU outside KeyDB's lock spin, and in it")
     ap.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     args = ap.parse_args()
+    if args.perf and not shutil.which("perf"):
+        sys.exit("--perf needs perf (Debian: linux-perf)")
     if not os.environ.get("KEYFLEET_KEYDB_SERVER"):
         sys.exit("set KEYFLEET_KEYDB_SERVER to a keydb-server")
+    if args.no_stopped and not args.safety_off:
+        sys.exit("--no-stopped leaves only the on windows: add --safety-off")
     if args.amplify and not args.safety_off:
         sys.exit("--amplify compares with the safety-off daemons: add --safety-off")
     idle_rounds = args.idle_rounds or args.rounds
@@ -329,7 +451,7 @@ def main():
         daemons = [n["daemon_pid"] for n in fleet["nodes"]]
         port1 = int(fleet["nodes"][0]["engine_addr"].rsplit(":", 1)[1])
         workers = {n: worker_threads(pid) for n, pid in engines.items()}
-        modes = ["on", "stopped"]
+        modes = ["on"] if args.no_stopped else ["on", "stopped"]
         groups = {"on": daemons, "stopped": []}
         for mode in (["off"] if args.safety_off else []) + (["amp10"] if args.amplify else []):
             procs = start_variant_daemons(keyfleet, fleet, dev_dir, work, mode)
@@ -338,11 +460,14 @@ def main():
             groups[mode] = [p.pid for p in procs]
         time.sleep(3)  # the canaries and first skew reads are made
         version = subprocess.run([keyfleet, "--version"], capture_output=True, text=True).stdout.strip()
-        rows = run_phase("idle", args.idle_window, idle_rounds, modes, engines, workers, groups, args.settle)
+        perf_dir = work if args.perf else None
+        rows = run_phase("idle", args.idle_window, idle_rounds, modes, engines, workers, groups, args.settle,
+                         perf_dir=perf_dir)
         load = Load(port1, args.rate)
         load.start()
         time.sleep(max(args.settle, 3))  # the keyspace fills, replication settles
-        rows += run_phase("load", args.load_window, args.rounds, modes, engines, workers, groups, args.settle, load)
+        rows += run_phase("load", args.load_window, args.rounds, modes, engines, workers, groups, args.settle, load,
+                          perf_dir)
         load.stop.set()
         load.join(5)
         # Continue every dev daemon again: their links and state must be intact.
@@ -356,8 +481,11 @@ def main():
             ok = True
             return
         print(f"{version}, engine {os.environ['KEYFLEET_KEYDB_SERVER']}, 3-node dev fleet (KeyDB multi-master)")
-        print("modes: on = daemons running (safety checks at defaults); stopped = every daemon SIGSTOPped"
-              + ("; off = daemons with [safety] enabled = false" if args.safety_off else ""))
+        said = {"on": "on = daemons running (safety checks at defaults)",
+                "stopped": "stopped = every daemon SIGSTOPped",
+                "off": "off = daemons with [safety] enabled = false",
+                "amp10": "amp10 = every check ten times as often"}
+        print("modes: " + "; ".join(said[m] for m in modes))
         print_summary("idle", idle, modes)
         print_contrasts(rows, "idle", modes)
         print_summary(f"load ({args.rate} req/s SET/GET on node1, replicated)", loaded, modes)

@@ -5,8 +5,12 @@
 //! second) and reads each sampled key on every node at once, as `[safety]
 //! reader_user`: existence, type, TTL and a digest of its `DUMP` (without KeyDB's MVCC
 //! stamp). A difference is read again after `lag_threshold` before it counts, and a key
-//! that agrees again is dropped. `keyfleet diff` (`POST /api/v1/safety/diff`) runs the
-//! same comparison over the whole keyspace on demand.
+//! that agrees again is dropped. It works in rounds one `lag_threshold` apart (at least
+//! 1 s), each reading that many seconds' worth of keys: a difference seen in one round
+//! is due in the next, and every engine is woken once a round, not once a second (an
+//! idle KeyDB spins a millisecond or so on its locks for every wake-up). `keyfleet
+//! diff` (`POST /api/v1/safety/diff`) runs the same comparison over the whole keyspace
+//! on demand.
 
 use super::Safety;
 use crate::daemon::State;
@@ -19,8 +23,24 @@ use tokio::sync::watch;
 
 /// Divergent keys remembered; more are counted only.
 const DIVERGENT_MAX: usize = 1000;
-/// Keys of the divergent set read again per round, to see them converge.
-const RECHECK_PER_ROUND: usize = 20;
+/// Keys of the divergent set read again per second of a round, to see them converge.
+const RECHECK_PER_SECOND: usize = 20;
+
+/// How far apart the sampler's rounds are: `lag_threshold`, at least 1 s.
+fn round_every(lag_threshold: Duration) -> Duration {
+    lag_threshold.max(Duration::from_secs(1))
+}
+
+/// What one round reads, for a round of `every`: (keys sampled, SCAN steps at most,
+/// divergent keys read again). The steps let a round go on through databases with
+/// fewer keys than it samples, as fast as one step a second did.
+fn round_size(rate: usize, every: Duration) -> (usize, usize, usize) {
+    let seconds = every.as_secs_f64();
+    let keys = ((rate as f64) * seconds).ceil() as usize;
+    let steps = (seconds.ceil() as usize).max(1);
+    let recheck = ((RECHECK_PER_SECOND as f64) * seconds).ceil() as usize;
+    (keys, steps, recheck)
+}
 
 /// One node's copy of a key.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -232,43 +252,54 @@ impl Safety {
     }
 }
 
-/// One round of the sampler: the next keys of the cursor, the pending ones due, and a
-/// few divergent ones again.
+/// One round of the sampler, begun at `at`: the next keys of the cursor, the pending
+/// ones due, and some divergent ones again.
 async fn round(
     state: &State,
-    rate: usize,
+    (count, steps, recheck): (usize, usize, usize),
     recheck_after: Duration,
+    at: Instant,
 ) -> Result<(), (&'static str, String)> {
     let safety = &state.safety;
     let databases = state.config.engine.databases.max(1);
-    let (db, cursor) = {
-        let inner = safety.lock();
-        (inner.sampler.db, inner.sampler.cursor.clone())
-    };
-    let cursor = if cursor.is_empty() {
-        "0".to_owned()
-    } else {
-        cursor
-    };
-    let (next, keys) = scan(&safety.reader, db, &cursor, rate, None)
-        .await
-        .map_err(|e| (e.code(), format!("scanning db {db}: {e}")))?;
-    let readers = safety.readers();
-    let now = safety.clock.now_unix();
     let mut due: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-    due.entry(db).or_default().extend(keys.iter().cloned());
-    {
+    let mut sampled = 0;
+    for _ in 0..steps {
+        let (db, cursor) = {
+            let inner = safety.lock();
+            (inner.sampler.db, inner.sampler.cursor.clone())
+        };
+        let cursor = if cursor.is_empty() {
+            "0".to_owned()
+        } else {
+            cursor
+        };
+        let (next, keys) = scan(&safety.reader, db, &cursor, count - sampled, None)
+            .await
+            .map_err(|e| (e.code(), format!("scanning db {db}: {e}")))?;
+        sampled += keys.len();
+        due.entry(db).or_default().extend(keys);
         let mut inner = safety.lock();
         let s = &mut inner.sampler;
-        s.sampled_total += keys.len() as u64;
         if next == "0" {
             s.db = (db + 1) % databases;
             s.cursor = String::new();
         } else {
             s.cursor = next;
         }
+        // A full round, or a whole lap of the databases.
+        if sampled >= count || (s.db == 0 && s.cursor.is_empty()) {
+            break;
+        }
+    }
+    let readers = safety.readers();
+    let now = safety.clock.now_unix();
+    {
+        let mut inner = safety.lock();
+        let s = &mut inner.sampler;
+        s.sampled_total += sampled as u64;
         for ((d, k), (seen, _)) in &s.pending {
-            if seen.elapsed() >= recheck_after {
+            if at.saturating_duration_since(*seen) >= recheck_after {
                 due.entry(*d).or_default().push(k.clone());
             }
         }
@@ -282,12 +313,12 @@ async fn round(
                     std::ops::Bound::Unbounded,
                 ))
                 .map(|(k, _)| k.clone())
-                .take(RECHECK_PER_ROUND)
+                .take(recheck)
                 .collect(),
             None => Vec::new(),
         };
-        if turn.len() < RECHECK_PER_ROUND {
-            let more = RECHECK_PER_ROUND - turn.len();
+        if turn.len() < recheck {
+            let more = recheck - turn.len();
             turn.extend(s.divergent.keys().take(more).cloned());
             turn.dedup();
         }
@@ -318,7 +349,7 @@ async fn round(
                 continue;
             }
             match s.pending.get(&id) {
-                Some((seen, first)) if seen.elapsed() >= recheck_after => {
+                Some((seen, first)) if at.saturating_duration_since(*seen) >= recheck_after => {
                     let first = *first;
                     s.pending.remove(&id);
                     if s.divergent.len() >= DIVERGENT_MAX {
@@ -340,7 +371,7 @@ async fn round(
                 Some(_) => {}
                 None => {
                     if s.pending.len() < DIVERGENT_MAX {
-                        s.pending.insert(id, (Instant::now(), now));
+                        s.pending.insert(id, (at, now));
                     }
                 }
             }
@@ -351,16 +382,19 @@ async fn round(
 
 pub(super) async fn run(state: Arc<State>, mut stop: watch::Receiver<bool>) {
     let cfg = &state.config.safety;
-    let rate = cfg.divergence_rate as usize;
     let recheck_after = cfg.lag_threshold;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let every = round_every(recheck_after);
+    let size = round_size(cfg.divergence_rate as usize, every);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        // The tick's own instant, not the clock after it: rounds are then exactly
+        // `every` apart, and a difference seen in one is due in the next.
+        let at = tokio::select! {
+            at = tick.tick() => at.into_std(),
             _ = stop.wait_for(|s| *s) => return,
-        }
-        let result = round(&state, rate, recheck_after).await;
+        };
+        let result = round(&state, size, recheck_after, at).await;
         // Until every node's engine has answered once, a failure is the fleet starting.
         let answered = state.safety.readers().iter().all(|(_, e)| e.has_answered());
         if let Err((code, _)) = &result

@@ -26,3 +26,18 @@ fn copies_agree_on_value_existence_and_ttl_within_tolerance() {
     assert!(!agree(&[t(600_000), t(300_000)]));
     assert!(agree(&[]));
 }
+
+#[test]
+fn rounds_are_one_lag_threshold_apart_and_read_that_many_seconds_of_keys() {
+    assert_eq!(round_every(Duration::from_secs(5)), Duration::from_secs(5));
+    // A threshold under a second still gives one-second rounds.
+    assert_eq!(
+        round_every(Duration::from_millis(300)),
+        Duration::from_secs(1)
+    );
+    // 20 keys a second in 5 s rounds: 100 keys, up to 5 SCAN steps, 100 re-reads.
+    assert_eq!(round_size(20, Duration::from_secs(5)), (100, 5, 100));
+    assert_eq!(round_size(20, Duration::from_secs(1)), (20, 1, 20));
+    // Fractions round up: never a round that reads nothing.
+    assert_eq!(round_size(1, Duration::from_millis(1500)), (2, 2, 30));
+}

@@ -7,7 +7,7 @@
 //! is cut (the daemons still reading every engine) is divergent until the heal.
 
 use crate::fixture::*;
-use crate::safety_fixture::{all_linked, cmd, dev, dev_cli, exists, node, safety};
+use crate::safety_fixture::{all_linked, cmd, cmd_in, dev, dev_cli, exists, node, safety};
 use keyfleet::config::EngineKind;
 use serde_json::Value;
 use std::time::Duration;
@@ -198,26 +198,28 @@ fn a_key_changed_while_replication_is_cut_is_divergent_until_the_heal() {
     assert!(replicated.is_some());
 
     // node2's replication is cut, the daemons still read every engine: a key changed on
-    // node1 meanwhile is seen to differ on node2 (not node3), past the re-check window.
+    // node1 meanwhile is seen to differ on node2 (not node3), past the re-check window;
+    // so is one written in another database (the sampler goes through all 16).
     let (ok, out) = dev_cli(&fleet, &["partition", "--replication-only", "node2"]);
     assert!(ok && out.contains("(replication only)"), "{out}");
     cmd(ports[0], &["SET", "moved", "v2"]).unwrap();
-    let seen = eventually(Duration::from_secs(40), || {
+    cmd_in(ports[0], 9, &["SET", "new-in-db9", "v"]).unwrap();
+    let seen = eventually(Duration::from_secs(60), || {
         let report = safety(&fleet, 0);
-        let example = report["divergence"]["examples"]
-            .as_array()?
+        let examples = report["divergence"]["examples"].as_array()?;
+        let example = examples.iter().find(|d| d["key"] == "moved")?.clone();
+        examples
             .iter()
-            .find(|d| d["key"] == "moved")?
-            .clone();
+            .find(|d| d["key"] == "new-in-db9" && d["db"] == 9)?;
         Some((report["divergence"]["divergent_keys"].as_u64()?, example))
     });
     let Some((count, example)) = seen else {
         panic!(
-            "`moved` never reported divergent: {:#}",
+            "`moved` and db 9's `new-in-db9` never both reported divergent: {:#}",
             safety(&fleet, 0)["divergence"]
         );
     };
-    assert_eq!(count, 1, "only `moved` differs");
+    assert_eq!(count, 2, "only `moved` and `new-in-db9` differ");
     let digest = |node: &str| -> Value {
         example["copies"]
             .as_array()

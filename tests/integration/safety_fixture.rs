@@ -7,7 +7,12 @@ use std::time::Duration;
 
 /// One command to the engine on `port`, as a client would send it.
 pub fn cmd(port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?.get_connection()?;
+    cmd_in(port, 0, args)
+}
+
+/// A command on database `db` of the engine at `port`.
+pub fn cmd_in(port: u16, db: u32, args: &[&str]) -> redis::RedisResult<redis::Value> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/{db}"))?.get_connection()?;
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);
