@@ -43,8 +43,35 @@ def wakeups(pid, tids):
     return total
 
 
+def run_seconds(pid, tids=None):
+    """CPU time of `pid`'s threads `tids` (all of them by default), in seconds, from the
+    scheduler's own count (/proc/PID/task/TID/schedstat, nanoseconds): /proc's utime and
+    stime are rounded to 10 ms ticks, which is noise beside a window's few seconds."""
+    total = 0
+    for tid in all_threads(pid) if tids is None else tids:
+        try:
+            total += int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
+        except FileNotFoundError:
+            pass  # a thread that ended
+    return total / 1e9
+
+
 def all_threads(pid):
     return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+
+
+def pin(pid, workers, worker_cpu, other_cpu):
+    """Pins the engine `pid`'s worker threads to `worker_cpu` and its other threads (the
+    time thread, bio and jemalloc threads) to `other_cpu`, so its worker and its time
+    thread never share a core, as on a host of its own. Unpinned on a 2-core machine
+    shared by three engines, KeyDB 6.3.4's engines move between two levels of CPU use
+    (the whole fleet's doubles for tens of seconds, then halves again, whatever they
+    serve), which is most of the noise of an unpinned run."""
+    for tid in all_threads(pid):
+        try:
+            os.sched_setaffinity(tid, {worker_cpu if tid in workers else other_cpu})
+        except ProcessLookupError:
+            pass
 
 
 # perf's sampling period: one sample per this much CPU time (cpu-clock, ns).

@@ -217,6 +217,37 @@ async fn reconnects_after_the_engine_restarts() {
     engine.info().await.unwrap();
 }
 
+/// A kept connection the engine closed while it was idle (CLIENT KILL here; a restart
+/// or a cut network link alike) is replaced before the next command, for one command
+/// and for a pipeline: the caller sees no failure.
+#[tokio::test]
+async fn a_connection_closed_while_idle_is_replaced_not_failed() {
+    let Some(binary) = redis_server() else { return };
+    let server = start(&binary, free_port(), &[]).await;
+    let admin = redis::Client::open(format!("redis://127.0.0.1:{}", server.port)).unwrap();
+    let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+    let engine = Engine::new(options(server.port, None));
+    for round in 0..2 {
+        engine.ping().await.unwrap();
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert_eq!(killed, 1, "round {round}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if round == 0 {
+            engine.ping().await.unwrap();
+        } else {
+            let replies = engine
+                .pipeline("PING", &[vec!["PING"], vec!["ECHO", "x"]])
+                .await
+                .unwrap();
+            assert_eq!(replies.len(), 2);
+        }
+    }
+}
+
 #[tokio::test]
 async fn wrong_or_missing_password_is_auth_failed_and_never_shown() {
     let Some(binary) = redis_server() else { return };

@@ -285,10 +285,7 @@ impl Engine {
 
     async fn exchange(&self, command: &'static str, args: &[&str]) -> Result<Value, EngineError> {
         let mut slot = self.conn.lock().await;
-        let mut conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.connect().await?,
-        };
+        let mut conn = self.kept_or_new(slot.take()).await?;
         let mut words: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
         words.push(command.as_bytes());
         words.extend(args.iter().map(|a| a.as_bytes()));
@@ -319,6 +316,14 @@ impl Engine {
         match value {
             Value::Error(text) => Err(self.reply_error(command, &text)),
             value => Ok(value),
+        }
+    }
+
+    /// The kept connection when it is still open, else a new one.
+    async fn kept_or_new(&self, kept: Option<Connection>) -> Result<Connection, EngineError> {
+        match kept {
+            Some(conn) if !conn.is_stale() => Ok(conn),
+            _ => self.connect().await,
         }
     }
 

@@ -35,10 +35,7 @@ impl Engine {
         let limit = self.options.connect_timeout + self.options.command_timeout;
         let exchange = async {
             let mut slot = self.conn.lock().await;
-            let mut conn = match slot.take() {
-                Some(conn) => conn,
-                None => self.connect().await?,
-            };
+            let mut conn = self.kept_or_new(slot.take()).await?;
             let words: Vec<Vec<&[u8]>> = commands
                 .iter()
                 .map(|c| c.iter().map(|w| w.as_bytes()).collect())

@@ -118,6 +118,23 @@ impl Connection {
         }
     }
 
+    /// Whether this idle connection can no longer carry a command: the engine closed
+    /// or reset it (it restarted, a proxy or partition cut it), or it holds bytes
+    /// nobody asked for. Checked before a kept connection is used again, so a
+    /// connection cut while idle costs a reconnect, not a failed command. One
+    /// non-blocking read; a cut seen by nobody yet (microseconds old) still slips by.
+    pub fn is_stale(&self) -> bool {
+        if !self.stream.buffer().is_empty() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let read = match self.stream.get_ref() {
+            Stream::Tcp(s) => s.try_read(&mut byte),
+            Stream::Unix(s) => s.try_read(&mut byte),
+        };
+        !matches!(read, Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// Sends one command and reads its reply. An error reply is `Ok(Value::Error)`; `Err`
     /// is a broken connection or a reply that is not RESP.
     pub async fn call(&mut self, args: &[&[u8]]) -> io::Result<Value> {

@@ -183,6 +183,7 @@ pub(super) async fn listen(state: Arc<State>, stop: watch::Receiver<bool>) {
         &state.engine,
         &channels,
         false,
+        None,
         stop,
         |_, payload| {
             let now = safety.clock.now_us();

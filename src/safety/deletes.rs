@@ -173,6 +173,9 @@ fn parse_channel(channel: &[u8]) -> Option<(u32, &'static str)> {
     Some((db.parse().ok()?, event))
 }
 
+/// Holds the keyevent subscription while a link of this node is down, the only time a
+/// delete is tracked: on a healthy fleet the engine then publishes its keyevents to
+/// nobody, instead of to every node's daemon (a DEL or an expiry each).
 pub(super) async fn listen(state: Arc<State>, stop: watch::Receiver<bool>) {
     let safety = &state.safety;
     let patterns = ["__keyevent@*__:del", "__keyevent@*__:expired"];
@@ -182,6 +185,7 @@ pub(super) async fn listen(state: Arc<State>, stop: watch::Receiver<bool>) {
         &safety.reader,
         &patterns,
         true,
+        Some(safety.links_down.subscribe()),
         stop,
         |channel, key| safety.deleted(channel, key),
     )

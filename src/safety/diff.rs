@@ -7,7 +7,7 @@
 //! are reported. One diff at a time per daemon; its progress and result stay until the
 //! next one.
 
-use super::divergence::{Divergent, agree, read_everywhere, scan};
+use super::divergence::{Divergent, Read, agree, each, read_everywhere, scan};
 use crate::daemon::State;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -166,7 +166,7 @@ async fn run(state: &State, req: &DiffRequest) -> Result<(), (&'static str, Stri
                 .await
                 .map_err(|e| (e.code(), format!("scanning db {db} on {source}: {e}")))?;
             if !keys.is_empty() {
-                let copies = read_everywhere(&readers, db, &keys, keydb)
+                let copies = read_everywhere(&readers, db, &each(&keys, Read::Quick), keydb)
                     .await
                     .map_err(|(node, e)| (e.code(), format!("reading keys on {node}: {e}")))?;
                 let now = safety.clock.now_unix();
@@ -218,7 +218,7 @@ async fn run(state: &State, req: &DiffRequest) -> Result<(), (&'static str, Stri
             });
         for (db, group) in db_groups {
             let keys: Vec<String> = group.iter().map(|s| s.1.clone()).collect();
-            let copies = read_everywhere(&readers, db, &keys, keydb)
+            let copies = read_everywhere(&readers, db, &each(&keys, Read::Full), keydb)
                 .await
                 .map_err(|(node, e)| (e.code(), format!("re-reading keys on {node}: {e}")))?;
             let now = safety.clock.now_unix();

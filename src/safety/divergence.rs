@@ -3,9 +3,10 @@
 //! key on one node and not another, or two values. The `divergence` worker samples this
 //! node's keyspace with SCAN (a cursor kept across rounds, `divergence_rate` keys a
 //! second) and reads each sampled key on every node at once, as `[safety]
-//! reader_user`: existence, type, TTL and a digest of its `DUMP` (without KeyDB's MVCC
-//! stamp). A difference is read again after `lag_threshold` before it counts, and a key
-//! that agrees again is dropped. It works in rounds one `lag_threshold` apart (at least
+//! reader_user`: existence, TTL and a digest of its `DUMP` (without KeyDB's MVCC stamp;
+//! the dump starts with the value's type). A difference is read again after
+//! `lag_threshold` before it counts, in full (with the type, and KeyDB's last write, for
+//! the report), and a key that agrees again is dropped. It works in rounds one `lag_threshold` apart (at least
 //! 1 s), each reading that many seconds' worth of keys: a difference seen in one round
 //! is due in the next, and every engine is woken once a round, not once a second (an
 //! idle KeyDB spins a millisecond or so on its locks for every wake-up). `keyfleet
@@ -22,7 +23,7 @@ use tokio::sync::watch;
 
 #[path = "copies.rs"]
 mod copies;
-pub use copies::{Copy, Divergent, agree, read_copies, read_everywhere, scan};
+pub use copies::{Copy, Divergent, Read, agree, each, read_copies, read_everywhere, scan};
 
 /// Divergent keys remembered; more are counted only.
 const DIVERGENT_MAX: usize = 1000;
@@ -79,7 +80,9 @@ async fn round(
 ) -> Result<(), (&'static str, String)> {
     let safety = &state.safety;
     let databases = state.config.engine.databases.max(1);
-    let mut due: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    // Keys sampled now, for a quick read; keys that differed before, read in full.
+    let mut fresh: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut again: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut sampled = 0;
     for _ in 0..steps {
         let (db, cursor) = {
@@ -95,7 +98,7 @@ async fn round(
             .await
             .map_err(|e| (e.code(), format!("scanning db {db}: {e}")))?;
         sampled += keys.len();
-        due.entry(db).or_default().extend(keys);
+        fresh.entry(db).or_default().extend(keys);
         let mut inner = safety.lock();
         let s = &mut inner.sampler;
         if next == "0" {
@@ -117,7 +120,7 @@ async fn round(
         s.sampled_total += sampled as u64;
         for ((d, k), (seen, _)) in &s.pending {
             if at.saturating_duration_since(*seen) >= recheck_after {
-                due.entry(*d).or_default().push(k.clone());
+                again.entry(*d).or_default().push(k.clone());
             }
         }
         // The divergent set is read again in turns, from where the last round stopped.
@@ -141,19 +144,29 @@ async fn round(
         }
         s.recheck_after = turn.last().cloned();
         for (d, k) in turn {
-            due.entry(d).or_default().push(k);
+            again.entry(d).or_default().push(k);
         }
     }
-    for (db, mut keys) in due {
-        keys.sort();
-        keys.dedup();
-        let keydb = state.config.engine.kind == crate::config::EngineKind::Keydb;
+    // Per db, one read of each key: in full when it differed before (a sampled key
+    // among them is not read twice), else quickly. One round trip per node and db.
+    let mut reads: BTreeMap<u32, BTreeMap<String, Read>> = BTreeMap::new();
+    for (db, keys) in fresh {
+        let wanted = reads.entry(db).or_default();
+        wanted.extend(keys.into_iter().map(|k| (k, Read::Quick)));
+    }
+    for (db, keys) in again {
+        let wanted = reads.entry(db).or_default();
+        wanted.extend(keys.into_iter().map(|k| (k, Read::Full)));
+    }
+    let keydb = state.config.engine.kind == crate::config::EngineKind::Keydb;
+    for (db, wanted) in reads {
+        let keys: Vec<(String, Read)> = wanted.into_iter().collect();
         let copies = read_everywhere(&readers, db, &keys, keydb)
             .await
             .map_err(|(node, e)| (e.code(), format!("reading sampled keys on {node}: {e}")))?;
         let mut inner = safety.lock();
         let s = &mut inner.sampler;
-        for (key, copies) in keys.into_iter().zip(copies) {
+        for ((key, read), copies) in keys.into_iter().zip(copies) {
             let id = (db, key.clone());
             if agree(&copies) {
                 s.pending.remove(&id);
@@ -161,12 +174,20 @@ async fn round(
                 continue;
             }
             if let Some(d) = s.divergent.get_mut(&id) {
-                d.copies = copies;
-                d.checked_unix = now;
+                // A quick read has no type nor last write to report: the copies shown
+                // stay those of the last full read, until this key's turn comes.
+                if read == Read::Full {
+                    d.copies = copies;
+                    d.checked_unix = now;
+                }
                 continue;
             }
             match s.pending.get(&id) {
-                Some((seen, first)) if at.saturating_duration_since(*seen) >= recheck_after => {
+                // Only a full read promotes: it has what the report shows.
+                Some((seen, first))
+                    if read == Read::Full
+                        && at.saturating_duration_since(*seen) >= recheck_after =>
+                {
                     let first = *first;
                     s.pending.remove(&id);
                     if s.divergent.len() >= DIVERGENT_MAX {

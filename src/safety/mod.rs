@@ -113,6 +113,9 @@ pub struct Safety {
     started_us: i64,
     /// A client of each peer's engine, for `TIME` (the daemon's own engine user).
     peer_engines: Vec<(String, crate::engine::Engine)>,
+    /// Whether a link of this node is down, as the last engine read saw it: the delete
+    /// listener holds its subscription only then.
+    links_down: tokio::sync::watch::Sender<bool>,
     inner: Mutex<Inner>,
 }
 
@@ -219,6 +222,7 @@ impl Safety {
             skew_threshold: s.skew_threshold.as_secs_f64(),
             started_us,
             peer_engines,
+            links_down: tokio::sync::watch::Sender::new(false),
             inner: Mutex::new(Inner {
                 peers,
                 workers,
@@ -339,6 +343,10 @@ impl Safety {
                 p.link_up = Some(up);
             }
         }
+        let down = (self.linked.iter())
+            .any(|n| inner.peers.get(n).is_some_and(|p| p.link_up == Some(false)));
+        self.links_down
+            .send_if_modified(|d| std::mem::replace(d, down) != down);
     }
 
     /// The latest atomic-writes choice, for the metrics.

@@ -54,6 +54,7 @@ impl Safety {
                 rewritten_here_total: d.tracker.rewritten_here_total,
                 resurrected: d.tracker.resurrected.iter().cloned().collect(),
                 load_error: d.load_error.clone(),
+                listening: *self.links_down.borrow(),
             }),
             divergence: DivergenceReport {
                 divergent_keys: inner.sampler.divergent.len() as u64,
@@ -123,6 +124,9 @@ pub struct DeletesReport {
     pub resurrected: Vec<deletes::Resurrected>,
     /// The state file was corrupt at start (moved aside).
     pub load_error: Option<String>,
+    /// Whether a link of this node is down, so the delete listener holds (or is
+    /// opening) its subscription; with every link up it holds none.
+    pub listening: bool,
 }
 
 #[derive(Debug, Serialize)]

@@ -33,6 +33,7 @@ mod safety;
 mod safety_deletes;
 mod safety_divergence;
 mod safety_fixture;
+mod safety_reads;
 mod safety_resync;
 mod upgrade;
 mod upgrade_api;

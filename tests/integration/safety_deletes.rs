@@ -4,7 +4,7 @@
 //! resurrected` lists it and `--delete` removes it on every node; a key deleted on node1
 //! and touched nowhere else stays deleted and is not reported. Redis (CI): a delete on
 //! the primary while a replica is cut off stays deleted after the heal, and nothing is
-//! reported.
+//! reported. Both: node1's daemon listens for deletes only while one of its links is down.
 
 use crate::fixture::*;
 use crate::safety_fixture::{all_linked, cmd, dev, exists, safety};
@@ -24,6 +24,25 @@ fn repair(fleet: &DevFleet, delete: bool) -> (i32, Value) {
     (out.status.code().unwrap(), v)
 }
 
+/// Waits until node1's delete listener holds its two keyevent patterns on its engine
+/// (at `port`) and says so, or holds none and says so.
+fn listening(fleet: &DevFleet, port: u16, want: bool) {
+    let seen = eventually(Duration::from_secs(10), || {
+        let patterns = match cmd(port, &["PUBSUB", "NUMPAT"]) {
+            Ok(redis::Value::Int(n)) => n,
+            _ => return None,
+        };
+        let said = safety(fleet, 0)["deletes"]["listening"].as_bool()?;
+        (said == want && patterns == if want { 2 } else { 0 }).then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "listening {want}: PUBSUB NUMPAT {:?}, {:#}",
+        cmd(port, &["PUBSUB", "NUMPAT"]),
+        safety(fleet, 0)["deletes"]
+    );
+}
+
 #[test]
 fn deletes_during_a_partition_that_come_back_are_reported_and_repaired() {
     let Some((_, kind)) = engine() else {
@@ -35,6 +54,9 @@ fn deletes_during_a_partition_that_come_back_are_reported_and_repaired() {
     let fleet = DevFleet::start_with(3, &["--partitionable", "--no-s3"], &[]);
     let ports: Vec<u16> = (0..3).map(|i| fleet.engine_port(i)).collect();
     all_linked(&fleet);
+    // With every link up, node1's daemon holds no keyevent subscription: its engine
+    // publishes its deletes to nobody.
+    listening(&fleet, ports[0], false);
     for k in ["back", "gone", "again"] {
         cmd(ports[0], &["SET", k, "v1"]).unwrap();
     }
@@ -66,6 +88,7 @@ fn deletes_during_a_partition_that_come_back_are_reported_and_repaired() {
         (down == expect_down).then_some(())
     });
     assert!(down.is_some(), "node1 never saw the cut");
+    listening(&fleet, ports[0], true);
     cmd(ports[0], &["DEL", "back"]).unwrap();
     cmd(ports[0], &["DEL", "gone"]).unwrap();
     let tracked = eventually(Duration::from_secs(5), || {
@@ -86,6 +109,7 @@ fn deletes_during_a_partition_that_come_back_are_reported_and_repaired() {
     }
     dev(&fleet, &["heal"]);
     all_linked(&fleet);
+    listening(&fleet, ports[0], false);
 
     // Once converged, node1 checks what it tracked.
     let checked = eventually(Duration::from_secs(40), || {
